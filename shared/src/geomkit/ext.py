@@ -1,0 +1,214 @@
+"""Build, load and report the compiled kernels (C++ CPU, CUDA) behind geomkit's ops.
+
+Each distribution (geomkit, and each method package with kernels) has one extension module
+holding all of its ops, built just in time with ``torch.utils.cpp_extension`` (ninja) on first
+use and cached per torch version and build flavour. Ops register themselves with
+``TORCH_LIBRARY``, so PyTorch dispatches by device; Python calls ``torch.ops.<namespace>.<op>``.
+
+``GEOMKIT_NO_EXT=1`` forces the pure-PyTorch references. A fallback is never silent: the first
+call that falls back warns with the reason, and ``python -m geomkit.ext`` prints what runs
+compiled, on which device, and why not where it does not.
+
+Environment: ``GEOMKIT_EXT_CACHE`` overrides the build folder root (default
+``~/.cache/geomkit/ext``); ``GEOMKIT_EXT_VERBOSE=1`` shows the compiler output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import threading
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+_CPU_FLAGS = ["-O3", "-fopenmp", "-DNDEBUG"]
+_CUDA_FLAGS = ["-O3", "--use_fast_math", "-DNDEBUG", "-std=c++17"]
+
+
+class KernelFallbackWarning(UserWarning):
+    """An op runs its pure-PyTorch reference because no compiled kernel is available."""
+
+
+def forced_reference() -> bool:
+    """True when GEOMKIT_NO_EXT asks for the pure-PyTorch references everywhere."""
+    return os.environ.get("GEOMKIT_NO_EXT", "0") not in ("", "0", "false", "False")
+
+
+def cuda_toolkit_available() -> tuple[bool, str]:
+    """Whether this torch can build CUDA kernels here, and if not, why."""
+    if torch.version.cuda is None:
+        return False, "this torch is a CPU build"
+    from torch.utils.cpp_extension import CUDA_HOME
+
+    if CUDA_HOME is None:
+        return False, "no CUDA toolkit found (set CUDA_HOME)"
+    return True, ""
+
+
+@dataclass
+class Extension:
+    """One JIT-built extension: its name, the folder of its sources and its op namespace.
+
+    ``ops`` lists the op names it defines, so the report can say which are compiled where.
+    Sources: every ``*.cpp`` under ``csrc`` except ``*_cuda.cpp``; in CUDA builds also the
+    ``*_cuda.cpp`` bindings and the ``*.cu`` kernels, compiled with ``-DWITH_CUDA``.
+    """
+
+    name: str
+    csrc: Path
+    namespace: str
+    ops: tuple[str, ...]
+    _state: dict = field(default_factory=dict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def load(self) -> bool:
+        """Build (if needed) and load the library once; False with a reason on failure."""
+        with self._lock:
+            if "loaded" not in self._state:
+                self._state["loaded"], self._state["reason"] = self._build_and_load()
+            return self._state["loaded"]
+
+    @property
+    def reason(self) -> str:
+        """Why the extension is not loaded ('' when it is)."""
+        self.load()
+        return self._state["reason"]
+
+    def has_kernel(self, op: str, device_type: str) -> bool:
+        """True when ``op`` has a compiled kernel for ``device_type`` ('cpu' or 'cuda')."""
+        if forced_reference() or not self.load():
+            return False
+        key = {"cpu": "CPU", "cuda": "CUDA"}.get(device_type)
+        return key is not None and torch._C._dispatch_has_kernel_for_dispatch_key(
+            f"{self.namespace}::{op}", key
+        )
+
+    def use_kernel(self, op: str, device: torch.device) -> bool:
+        """Whether to call the compiled ``op`` on ``device``; warns once when falling back."""
+        if self.has_kernel(op, device.type):
+            return True
+        warned = self._state.setdefault("warned", set())
+        if (op, device.type) not in warned:
+            warned.add((op, device.type))
+            warnings.warn(
+                f"{self.namespace}::{op} runs its pure-PyTorch reference on {device.type}: "
+                f"{self.fallback_reason(op, device.type)} (python -m geomkit.ext reports all)",
+                KernelFallbackWarning,
+                stacklevel=3,
+            )
+        return False
+
+    def fallback_reason(self, op: str, device_type: str) -> str:
+        if forced_reference():
+            return "GEOMKIT_NO_EXT is set"
+        if not self.load():
+            return self.reason
+        if device_type == "cuda":
+            ok, why = cuda_toolkit_available()
+            return why if not ok else "the extension was built without this op's CUDA kernel"
+        return f"no compiled {device_type} kernel for this op"
+
+    def build_dir(self) -> Path:
+        root = Path(os.environ.get("GEOMKIT_EXT_CACHE", Path.home() / ".cache/geomkit/ext"))
+        cuda_ok, _ = cuda_toolkit_available()
+        flavour = f"cu{torch.version.cuda}" if cuda_ok else "cpu"
+        python = f"py{sys.version_info[0]}{sys.version_info[1]}"
+        tag = f"torch{torch.__version__.split('+')[0]}-{flavour}-{python}"
+        return root / f"{self.name}-{tag}"
+
+    def sources(self) -> tuple[list[Path], bool]:
+        """Sources to compile and whether this is a CUDA build."""
+        cuda_ok, _ = cuda_toolkit_available()
+        cpp = sorted(p for p in self.csrc.rglob("*.cpp") if not p.stem.endswith("_cuda"))
+        if not cuda_ok:
+            return cpp, False
+        cuda = sorted(self.csrc.rglob("*_cuda.cpp")) + sorted(self.csrc.rglob("*.cu"))
+        return cpp + cuda, True
+
+    def _build_and_load(self) -> tuple[bool, str]:
+        if forced_reference():
+            return False, "GEOMKIT_NO_EXT is set"
+        if not self.csrc.is_dir():
+            return False, f"kernel sources not found at {self.csrc}"
+        try:
+            from torch.utils import cpp_extension
+        except ImportError as err:  # pragma: no cover - torch always ships it
+            return False, f"torch.utils.cpp_extension unavailable: {err}"
+        sources, with_cuda = self.sources()
+        build_dir = self.build_dir()
+        build_dir.mkdir(parents=True, exist_ok=True)
+        defines = ["-DWITH_CUDA"] if with_cuda else []
+        verbose = os.environ.get("GEOMKIT_EXT_VERBOSE", "0") == "1"
+        if not (build_dir / f"{self.name}.so").exists():
+            print(f"geomkit: building {self.name} kernels in {build_dir} (once)", file=sys.stderr)
+        try:
+            cpp_extension.load(
+                name=self.name,
+                sources=[str(s) for s in sources],
+                extra_cflags=_CPU_FLAGS + defines,
+                extra_cuda_cflags=_CUDA_FLAGS + defines,
+                extra_ldflags=["-fopenmp"],
+                extra_include_paths=[str(self.csrc)],
+                build_directory=str(build_dir),
+                is_python_module=False,
+                verbose=verbose,
+            )
+        except Exception as err:  # a failed build falls back, with the reason reported
+            first = str(err).strip().splitlines()
+            return False, f"build failed ({first[0] if first else type(err).__name__}); " + (
+                "rerun with GEOMKIT_EXT_VERBOSE=1 for the compiler output"
+            )
+        return True, ""
+
+
+def geomkit_extension() -> Extension:
+    """geomkit's own extension (ops under ``torch.ops.geomkit``)."""
+    return _GEOMKIT
+
+
+_GEOMKIT = Extension(
+    name="geomkit_ext",
+    csrc=Path(__file__).resolve().parent / "csrc",
+    namespace="geomkit",
+    ops=("knn_points",),
+)
+
+
+def report(extension: Extension) -> list[str]:
+    """Lines saying, per op and device, whether it runs compiled or as the reference."""
+    lines = [f"{extension.name} ({extension.namespace}), build folder {extension.build_dir()}"]
+    loaded = extension.load()
+    if not loaded:
+        lines.append(f"  not loaded: {extension.reason}")
+    cuda_ok, cuda_why = cuda_toolkit_available()
+    for op in extension.ops:
+        cpu = "compiled" if extension.has_kernel(op, "cpu") else "reference"
+        if extension.has_kernel(op, "cuda"):
+            cuda = "compiled" + ("" if torch.cuda.is_available() else " (no CUDA device here)")
+        else:
+            cuda = "reference" + (f" ({cuda_why})" if not cuda_ok else "")
+        lines.append(f"  {op:28s} cpu: {cpu:10s} cuda: {cuda}")
+    return lines
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m geomkit.ext", description="Build the kernels and report what runs compiled."
+    )
+    parser.add_argument(
+        "--build", action="store_true", help="build now; exit 1 when the build fails"
+    )
+    args = parser.parse_args(argv)
+    for line in report(_GEOMKIT):
+        print(line)
+    if args.build and not forced_reference() and not _GEOMKIT.load():
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

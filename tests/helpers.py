@@ -1,0 +1,39 @@
+"""Assertions shared by the tests."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def assert_close(actual, expected, atol: float = 0.0, rtol: float = 0.0, what: str = "") -> None:
+    """Elementwise |actual - expected| <= atol + rtol * |expected|, reporting the worst element.
+
+    Works on numpy arrays, torch tensors and scalars; shapes must match exactly.
+    """
+    a = _as_numpy(actual)
+    e = _as_numpy(expected)
+    assert a.shape == e.shape, f"{what} shape {a.shape} != expected {e.shape}"
+    if a.size == 0:
+        return
+    both_nan = np.isnan(a) & np.isnan(e)
+    diff = np.where(both_nan, 0.0, np.abs(a - e))
+    allowed = atol + rtol * np.abs(e)
+    excess = np.where(np.isnan(diff), np.inf, diff - allowed)
+    worst = np.unravel_index(int(np.argmax(excess)), a.shape) if a.ndim else ()
+    assert excess[worst] <= 0, (
+        f"{what} differs by {diff[worst]:.3g} at index {tuple(int(i) for i in worst)}: "
+        f"actual {a[worst]!r} vs expected {e[worst]!r} (atol {atol}, rtol {rtol}; "
+        f"{int((excess > 0).sum())} of {a.size} elements out of tolerance)"
+    )
+
+
+def _as_numpy(x) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu()
+        if x.dtype == torch.bfloat16 or x.dtype == torch.float16:
+            x = x.float()
+        return x.numpy().astype(np.float64) if x.is_floating_point() else x.numpy()
+    return (
+        np.asarray(x, dtype=np.float64) if np.asarray(x).dtype.kind not in "iub" else np.asarray(x)
+    )
