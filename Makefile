@@ -44,8 +44,10 @@ ext: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m tools.bench.run_all
 
+BUNNY := $(wildcard ../shared/data/meshes/bunny.obj)
+
 demo: $(STAMP)
-	$(PY) -m geomkit.demo --out outputs/demo --overwrite
+	$(PY) -m geomkit.demo --out outputs/demo --overwrite $(if $(BUNNY),--mesh $(BUNNY))
 
 clean:
 	rm -rf outputs .pytest_cache .ruff_cache

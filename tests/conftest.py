@@ -16,6 +16,13 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("GEOMKIT_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
 
 
+def pytest_report_header(config):
+    """A line in every test log saying which kernels run compiled and which fall back."""
+    from geomkit.ext import geomkit_extension, report
+
+    return report(geomkit_extension())
+
+
 def pytest_collection_modifyitems(config, items):
     skip_gpu = pytest.mark.skip(reason="needs a CUDA device")
     skip_data = pytest.mark.skip(reason=f"real sample data not found at {SHARED_DATA}")

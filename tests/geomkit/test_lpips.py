@@ -11,7 +11,8 @@ import torch
 import torch.nn.functional as F
 
 from geomkit.errors import CheckpointError, ConfigError, InputError
-from geomkit.metrics.lpips import LPIPS, weights_dir
+from geomkit.metrics.lpips import LPIPS
+from geomkit.weights import weights_dir
 from tests.helpers import assert_close
 
 # torchvision conv shapes (out, in, k) under `features.N`, and LPIPS tap channels.
@@ -220,19 +221,19 @@ def test_key_mismatches_are_errors_naming_the_key(net, weight_files, tmp_path):
     _, backbone, lin = weight_files[net]
 
     misshaped = dict(backbone, **{"features.0.weight": torch.zeros(7, 7, 3, 3)})
-    with pytest.raises(CheckpointError, match=r"features\.0\.weight has \(7, 7, 3, 3\)"):
+    with pytest.raises(CheckpointError, match=r"features\.0\.weight \(7, 7, 3, 3\) vs model"):
         _save_and_load(net, tmp_path, misshaped, lin)
 
     missing = {k: v for k, v in backbone.items() if k != "features.0.bias"}
-    with pytest.raises(CheckpointError, match=r"missing features\.0\.bias"):
+    with pytest.raises(CheckpointError, match=r"1 missing: features\.0\.bias"):
         _save_and_load(net, tmp_path, missing, lin)
 
     extra = dict(backbone, **{"features.99.weight": torch.zeros(1)})
-    with pytest.raises(CheckpointError, match=r"unexpected features\.99\.weight"):
+    with pytest.raises(CheckpointError, match=r"1 unexpected: features\.99\.weight"):
         _save_and_load(net, tmp_path, extra, lin)
 
     bad_lin = dict(lin, **{"lin2.model.1.weight": torch.zeros(1, 5, 1, 1)})
-    with pytest.raises(CheckpointError, match=r"lin2\.model\.1\.weight has \(1, 5, 1, 1\)"):
+    with pytest.raises(CheckpointError, match=r"lin2\.model\.1\.weight \(1, 5, 1, 1\) vs model"):
         _save_and_load(net, tmp_path, backbone, bad_lin)
 
 
@@ -240,7 +241,9 @@ def test_corrupt_file_and_bad_arguments(weight_files, tmp_path, models):
     folder, _, _ = weight_files["alex"]
     corrupt = tmp_path / "lpips_v0.1_alex.pth"
     corrupt.write_bytes(b"not a torch file")
-    with pytest.raises(CheckpointError, match="cannot read weight file .*lpips_v0.1_alex.pth"):
+    with pytest.raises(
+        CheckpointError, match="checkpoint .*lpips_v0.1_alex.pth is not a readable torch file"
+    ):
         LPIPS("alex", lin_path=corrupt, backbone_path=folder / FILE_NAMES["alex"][0])
     with pytest.raises(ConfigError, match="unknown LPIPS net 'squeeze'"):
         LPIPS("squeeze")

@@ -7,6 +7,7 @@ exits with status 2, without a traceback. Anything else is a bug and keeps its t
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Callable, Sequence
 
@@ -31,6 +32,14 @@ class CheckpointError(UserError):
 
 class OutputExistsError(UserError):
     """Writing would replace existing results; pass --overwrite to allow it."""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one stderr line (and exit 2) like every user error."""
+
+    def error(self, message: str):
+        print(f"error: {self.prog}: {one_line(message)} (see --help)", file=sys.stderr)
+        sys.exit(USER_ERROR_EXIT)
 
 
 def one_line(message: str) -> str:

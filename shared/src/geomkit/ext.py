@@ -15,7 +15,6 @@ Environment: ``GEOMKIT_EXT_CACHE`` overrides the build folder root (default
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import threading
@@ -24,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+
+from geomkit.errors import ArgumentParser
 
 _CPU_FLAGS = ["-O3", "-fopenmp", "-DNDEBUG"]
 _CUDA_FLAGS = ["-O3", "--use_fast_math", "-DNDEBUG", "-std=c++17"]
@@ -196,7 +197,7 @@ def report(extension: Extension) -> list[str]:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m geomkit.ext", description="Build the kernels and report what runs compiled."
     )
     parser.add_argument(

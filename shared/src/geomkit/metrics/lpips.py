@@ -3,8 +3,9 @@
 The backbones are written here with torchvision's module layout (``features.N.weight``), so
 torchvision's ImageNet files load strictly; the linear heads use the ``lpips`` package's key
 names (``lin{k}.model.1.weight``), so its ``weights/v0.1/{alex,vgg}.pth`` files load strictly.
-Nothing is downloaded: the files are looked up in :func:`weights_dir` (or passed explicitly)
-and a missing one is a :class:`~geomkit.errors.CheckpointError` that says where it comes from.
+Nothing is downloaded: the files are looked up in the weights folder
+(:func:`geomkit.weights.weights_dir`) or passed explicitly, and a missing one is a
+:class:`~geomkit.errors.CheckpointError` that says where it comes from.
 
 Distance for images x, y (``lpips.LPIPS(net=..., version="0.1")(x, y)``, ``spatial=False``)::
 
@@ -21,9 +22,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from geomkit.checkpoint import load_checkpoint, load_state_dict_strict
 from geomkit.errors import CheckpointError, ConfigError, InputError
-
-WEIGHTS_ENV_VAR = "GEOMKIT_WEIGHTS"
+from geomkit.weights import find_weight_file
 
 # The ReLU outputs LPIPS compares, as indices into torchvision's `features` (lpips package,
 # pretrained_networks.py: alexnet slices end at 2, 5, 8, 10, 12; vgg16 at 4, 9, 16, 23, 30).
@@ -61,19 +62,6 @@ _TORCHVISION_SOURCE = (
     "torchvision's model-zoo file https://download.pytorch.org/models/{name} "
     "(once torchvision has fetched it, in ~/.cache/torch/hub/checkpoints/)"
 )
-
-
-def weights_dir() -> Path:
-    """Folder where geomkit looks for pretrained weight files: $GEOMKIT_WEIGHTS, else
-    ``~/.cache/geomkit/weights``. Nothing is created or downloaded there.
-
-    Returns:
-        The folder as an absolute or home-expanded Path (it may not exist).
-    """
-    configured = os.environ.get(WEIGHTS_ENV_VAR, "")
-    if configured:
-        return Path(configured).expanduser()
-    return Path.home() / ".cache" / "geomkit" / "weights"
 
 
 def alexnet_features() -> nn.Sequential:
@@ -168,10 +156,10 @@ class LPIPS(nn.Module):
     Args:
         net: "alex" (the lpips default, for evaluation) or "vgg" (closer to a perceptual loss).
         lin_path: the lpips package's ``weights/v0.1/{net}.pth``; None: ``lpips_v0.1_{net}.pth``
-            in :func:`weights_dir`.
+            in :func:`geomkit.weights.weights_dir`.
         backbone_path: torchvision's ImageNet file; None: ``alexnet-owt-7be5be79.pth`` or
-            ``vgg16-397923af.pth`` in :func:`weights_dir`. Only its ``features.*`` keys are
-            used (``classifier.*`` is ignored); they must match exactly.
+            ``vgg16-397923af.pth`` in the weights folder. Only its ``features.*`` keys
+            are used (``classifier.*`` is ignored); they must match exactly.
 
     Raises:
         ConfigError: unknown ``net``.
@@ -195,24 +183,20 @@ class LPIPS(nn.Module):
         for k, channels in enumerate(facts["channels"]):
             setattr(self, f"lin{k}", NetLinLayer(channels))
 
-        backbone_file = _resolve_file(
+        backbone_file = find_weight_file(
             backbone_path,
-            "backbone_path",
             facts["backbone_file"],
-            f"LPIPS {net} backbone (torchvision ImageNet) weights",
-            _TORCHVISION_SOURCE.format(name=facts["backbone_file"]),
+            f"the LPIPS {net} backbone, " + _TORCHVISION_SOURCE.format(name=facts["backbone_file"]),
         )
-        lin_file = _resolve_file(
-            lin_path,
-            "lin_path",
-            facts["lin_file"],
-            f"LPIPS v0.1 {net} linear-head weights",
-            _LPIPS_SOURCE.format(net=net),
+        lin_file = find_weight_file(
+            lin_path, facts["lin_file"], f"the LPIPS {net} heads, " + _LPIPS_SOURCE.format(net=net)
         )
-        backbone_state = _load_state_dict(backbone_file)
+        backbone_state = _plain_state_dict(backbone_file)
         features_state = {k: v for k, v in backbone_state.items() if k.startswith("features.")}
-        _load_strict(self.net, features_state, backbone_file, "features.* keys")
-        _load_strict(_linear_heads(self), _load_state_dict(lin_file), lin_file, "lin* keys")
+        load_state_dict_strict(self.net, features_state, source=f"weight file {backbone_file}")
+        load_state_dict_strict(
+            _linear_heads(self), _plain_state_dict(lin_file), source=f"weight file {lin_file}"
+        )
 
         self.requires_grad_(False)
         super().train(False)
@@ -277,38 +261,9 @@ def _unit_normalise(features: torch.Tensor, eps: float = 1e-10) -> torch.Tensor:
     return features / (norm + eps)
 
 
-def _resolve_file(
-    given: str | os.PathLike | None, argument: str, default_name: str, what: str, source: str
-) -> Path:
-    """The weight file to read: ``given``, or ``default_name`` in :func:`weights_dir`.
-
-    Raises:
-        CheckpointError: naming the file, the folder looked in, where the file comes from and
-            how to point geomkit at it (``argument`` or the environment variable).
-    """
-    if given is None:
-        path = weights_dir() / default_name
-        fix = f"put it there, or set ${WEIGHTS_ENV_VAR} to the folder that holds it"
-    else:
-        path = Path(given).expanduser()
-        fix = (
-            f"fix {argument}, or leave {argument}=None and put it as {default_name} in "
-            f"${WEIGHTS_ENV_VAR} (now {weights_dir()})"
-        )
-    if path.is_file():
-        return path
-    raise CheckpointError(
-        f"{what} not found: no file {path.name} in {path.parent}; the file is {source}; {fix} "
-        "(geomkit never downloads weights)"
-    )
-
-
-def _load_state_dict(path: Path) -> Mapping[str, torch.Tensor]:
-    """Read a plain state dict with ``weights_only=True``; CheckpointError if it is not one."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises several types for corrupt or foreign files
-        raise CheckpointError(f"cannot read weight file {path}: {err}".splitlines()[0]) from err
+def _plain_state_dict(path: Path) -> Mapping[str, torch.Tensor]:
+    """Read a plain state dict (name -> tensor); CheckpointError if the file is anything else."""
+    state = load_checkpoint(path)
     if not isinstance(state, Mapping) or not all(
         isinstance(v, torch.Tensor) for v in state.values()
     ):
@@ -317,35 +272,3 @@ def _load_state_dict(path: Path) -> Mapping[str, torch.Tensor]:
             "original file, not a training checkpoint that wraps it"
         )
     return state
-
-
-def _load_strict(
-    module: nn.Module, state: Mapping[str, torch.Tensor], path: Path, what: str
-) -> None:
-    """``load_state_dict`` after checking names and shapes, with one readable error."""
-    expected = module.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    misshaped = [
-        f"{key} has {tuple(state[key].shape)}, expected {tuple(expected[key].shape)}"
-        for key in sorted(set(expected) & set(state))
-        if state[key].shape != expected[key].shape
-    ]
-    problems = []
-    if missing:
-        problems.append(f"missing {_first(missing)}")
-    if unexpected:
-        problems.append(f"unexpected {_first(unexpected)}")
-    if misshaped:
-        problems.append(f"wrong shapes: {_first(misshaped)}")
-    if problems:
-        raise CheckpointError(
-            f"weight file {path} does not match the expected {what}: {'; '.join(problems)}"
-        )
-    module.load_state_dict(state, strict=True)
-
-
-def _first(items: list[str], limit: int = 8) -> str:
-    """Comma-joined items, the first ``limit`` of them and a count of the rest."""
-    shown = ", ".join(items[:limit])
-    return shown if len(items) <= limit else f"{shown} (and {len(items) - limit} more)"

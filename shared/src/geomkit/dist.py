@@ -1,0 +1,137 @@
+"""Distributed runs under torchrun: setup (nccl on CUDA, gloo on CPU), rank helpers, metric
+reductions and per-rank seeding. Everything degrades to a single process when torchrun is not
+used, so the same training script runs both ways.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.distributed as tdist
+from torch import nn
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    rank: int
+    world_size: int
+    local_rank: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def launched_by_torchrun() -> bool:
+    """True when torchrun (or another launcher) set RANK and WORLD_SIZE."""
+    return "RANK" in os.environ and "WORLD_SIZE" in os.environ
+
+
+def init_distributed(device: str | None = None) -> DistInfo:
+    """Join the process group when launched by torchrun, else describe the single process.
+
+    Args:
+        device: "cuda" or "cpu"; None picks CUDA when available. The backend follows the
+            device: nccl for CUDA, gloo for CPU. On CUDA each process uses GPU LOCAL_RANK.
+    """
+    use_cuda = torch.cuda.is_available() if device is None else device.startswith("cuda")
+    local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    torch_device = torch.device(f"cuda:{local_rank}" if use_cuda else "cpu")
+    if use_cuda:
+        torch.cuda.set_device(torch_device)
+    if launched_by_torchrun() and not tdist.is_initialized():
+        tdist.init_process_group(backend="nccl" if use_cuda else "gloo")
+    return DistInfo(rank(), world_size(), local_rank, torch_device)
+
+
+def is_distributed() -> bool:
+    return tdist.is_available() and tdist.is_initialized()
+
+
+def rank() -> int:
+    return tdist.get_rank() if is_distributed() else 0
+
+
+def world_size() -> int:
+    return tdist.get_world_size() if is_distributed() else 1
+
+
+def is_main_process() -> bool:
+    return rank() == 0
+
+
+def barrier() -> None:
+    if is_distributed():
+        tdist.barrier()
+
+
+def cleanup() -> None:
+    """Leave the process group (call at the end of a torchrun job)."""
+    if is_distributed():
+        tdist.destroy_process_group()
+
+
+@contextlib.contextmanager
+def main_process_first() -> Iterator[None]:
+    """Rank 0 runs the block first (e.g. to build a cache), then the others."""
+    if not is_main_process():
+        barrier()
+    yield
+    if is_main_process():
+        barrier()
+
+
+def all_reduce_sum(value: torch.Tensor) -> torch.Tensor:
+    """Sum of ``value`` over ranks (a copy; the input is untouched)."""
+    out = value.detach().clone()
+    if is_distributed():
+        tdist.all_reduce(out, op=tdist.ReduceOp.SUM)
+    return out
+
+
+def all_reduce_mean(value):
+    """Mean over ranks of a tensor, a float, or a dict of either (same keys on every rank)."""
+    if isinstance(value, Mapping):
+        keys = sorted(value)
+        stacked = torch.tensor([float(value[k]) for k in keys], dtype=torch.float64)
+        means = all_reduce_mean(stacked)
+        return {k: float(m) for k, m in zip(keys, means, strict=True)}
+    if isinstance(value, torch.Tensor):
+        return all_reduce_sum(value) / world_size()
+    return float(all_reduce_mean(torch.tensor(float(value), dtype=torch.float64)))
+
+
+def weighted_mean(total: float, count: float) -> float:
+    """Global mean from per-rank sums and counts: sum(total) / sum(count) over ranks."""
+    both = all_reduce_sum(torch.tensor([float(total), float(count)], dtype=torch.float64))
+    return float(both[0] / both[1]) if float(both[1]) > 0 else float("nan")
+
+
+def seed_everything(seed: int, per_rank: bool = True) -> int:
+    """Seed Python, numpy and torch (CPU and CUDA); with ``per_rank`` add the rank.
+
+    Returns the seed used by this process.
+    """
+    value = seed + (rank() if per_rank else 0)
+    random.seed(value)
+    np.random.seed(value)  # noqa: NPY002 - seeds the legacy global state that libraries use
+    torch.manual_seed(value)
+    return value
+
+
+def wrap_ddp(model: nn.Module, info: DistInfo, **kwargs) -> nn.Module:
+    """DistributedDataParallel around ``model`` when running distributed, else ``model``."""
+    if not is_distributed():
+        return model
+    if info.device.type == "cuda":
+        return nn.parallel.DistributedDataParallel(
+            model, device_ids=[info.device.index], output_device=info.device.index, **kwargs
+        )
+    return nn.parallel.DistributedDataParallel(model, **kwargs)

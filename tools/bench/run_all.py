@@ -1,0 +1,25 @@
+"""Run every benchmark in tools/bench (make bench) and update BENCHMARKS.md."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import torch
+
+BENCHMARKS = ["tools.bench.bm_knn"]
+
+
+def main() -> None:
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    for name in BENCHMARKS:
+        module = importlib.import_module(name)
+        for device in devices:
+            print(f"== {name} on {device}", flush=True)
+            table = module.run(device, quick=False)
+            module.write_section(f"{name.rsplit('.bm_', 1)[1]}-{device}", table.markdown(device))
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()
