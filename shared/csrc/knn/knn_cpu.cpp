@@ -1,9 +1,8 @@
 // K nearest neighbours on the CPU (OpenMP through at::parallel_for).
 //
-// Two exact search strategies giving identical results (top K by (distance, index)):
-// - kd-tree, for clouds of at least kMinPointsForTree finite points in up to kMaxTreeDim
-//   dimensions;
-// - brute force otherwise: every query scans every valid point.
+// Two exact searches with identical results (the top K by (distance, index)): a kd-tree
+// (kdtree.h) for clouds of at least kMinPointsForTree finite points in up to kMaxTreeDim
+// dimensions, and brute force otherwise.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
@@ -14,15 +13,18 @@
 #include <type_traits>
 #include <vector>
 
+#include "knn/kdtree.h"
 #include "knn/knn.h"
 
 namespace geomkit {
 namespace {
 
 constexpr int64_t kMinPointsForTree = 64;
+// Up to this K the running best list lives on the stack and the output row is written once.
+constexpr int64_t kStackK = 64;
 constexpr int64_t kMaxTreeDim = 8;
 
-// The best K so far, nearest first, stored in the query's output row. Ties go to the lower
+// The best K so far, nearest first, kept in the query's output row. Ties go to the lower
 // index, so any visiting order gives the same result as a scan in index order.
 template <typename T>
 struct TopK {
@@ -31,16 +33,23 @@ struct TopK {
   int64_t K;
   int64_t count = 0;
 
-  static bool before(T d, int64_t j, T d_other, int64_t j_other) {
-    return d < d_other || (d == d_other && j < j_other);
-  }
   bool full() const { return count == K; }
-  T worst() const { return dist[count - 1]; }
+  // The search radius: infinite until K candidates are known.
+  T bound() const { return full() ? dist[K - 1] : std::numeric_limits<T>::infinity(); }
 
   void push(T d, int64_t j) {
-    if (full() && !before(d, j, dist[K - 1], idx[K - 1])) return;
+    if (full()) {
+      if (!(d <= dist[K - 1])) return;  // farther (or NaN): the common case, one comparison
+      if (d == dist[K - 1] && j > idx[K - 1]) return;
+    }
     int64_t pos = full() ? K - 1 : count++;
-    while (pos > 0 && before(d, j, dist[pos - 1], idx[pos - 1])) {
+    // Shift the larger distances, then (rarely) equal distances with larger indices.
+    while (pos > 0 && dist[pos - 1] > d) {
+      dist[pos] = dist[pos - 1];
+      idx[pos] = idx[pos - 1];
+      --pos;
+    }
+    while (pos > 0 && dist[pos - 1] == d && idx[pos - 1] > j) {
       dist[pos] = dist[pos - 1];
       idx[pos] = idx[pos - 1];
       --pos;
@@ -75,110 +84,44 @@ void brute_force_query(const T* q, const T* pts, int64_t n_pts, int64_t D, TopK<
   for (int64_t j = 0; j < n_pts; ++j) top.push(point_distance<T, DIM, NORM>(q, pts + j * D, D), j);
 }
 
-// Balanced kd-tree over one cloud: median splits on the widest axis of each node's bounding
-// box, leaves of at most kLeafSize points, coordinates copied in leaf order for locality.
-// A query descends nearest child first and skips every node whose box lies farther than the
-// current K-th distance (box distances never exceed the distance to any point inside, also
-// in floating point, so the search is exact).
-constexpr int64_t kLeafSize = 12;
-
-template <typename T>
-struct KdTree {
-  int64_t D = 0;
-  std::vector<int64_t> index;  // slot -> original point index
-  std::vector<T> xyz;          // slot -> coordinates
-  std::vector<int64_t> begin, end, left, right;  // per node; children -1 for leaves
-  std::vector<T> lo, hi;                  // per node bounding box, D values each
-};
-
-template <typename T>
-int64_t build_node(const T* pts, KdTree<T>& tree, int64_t first, int64_t last) {
-  const int64_t D = tree.D, node = static_cast<int64_t>(tree.begin.size());
-  tree.begin.push_back(first);
-  tree.end.push_back(last);
-  tree.left.push_back(-1);
-  tree.right.push_back(-1);
-  const T* p0 = pts + tree.index[first] * D;
-  tree.lo.insert(tree.lo.end(), p0, p0 + D);
-  tree.hi.insert(tree.hi.end(), p0, p0 + D);
-  T* lo = tree.lo.data() + node * D;
-  T* hi = tree.hi.data() + node * D;
-  for (int64_t s = first + 1; s < last; ++s) {
-    const T* p = pts + tree.index[s] * D;
-    for (int64_t d = 0; d < D; ++d) {
-      lo[d] = std::min(lo[d], p[d]);
-      hi[d] = std::max(hi[d], p[d]);
-    }
-  }
-  if (last - first <= kLeafSize) return node;
-  int64_t axis = 0;
-  for (int64_t d = 1; d < D; ++d) {
-    if (hi[d] - lo[d] > hi[axis] - lo[axis]) axis = d;
-  }
-  const int64_t mid = first + (last - first) / 2;
-  std::nth_element(tree.index.begin() + first, tree.index.begin() + mid,
-                   tree.index.begin() + last, [&](int64_t a, int64_t b) {
-                     return pts[a * D + axis] < pts[b * D + axis];
-                   });
-  const int64_t left = build_node(pts, tree, first, mid);
-  const int64_t right = build_node(pts, tree, mid, last);
-  tree.left[node] = left;
-  tree.right[node] = right;
-  return node;
-}
-
-template <typename T>
-void build_tree(const T* pts, int64_t n, int64_t D, KdTree<T>& tree) {
-  tree.D = D;
-  tree.index.resize(n);
-  for (int64_t j = 0; j < n; ++j) tree.index[j] = j;
-  build_node(pts, tree, 0, n);
-  tree.xyz.resize(n * D);
-  for (int64_t s = 0; s < n; ++s) {
-    std::copy(pts + tree.index[s] * D, pts + tree.index[s] * D + D, tree.xyz.begin() + s * D);
-  }
-}
-
-template <typename T, int DIM, int NORM>
-inline T box_distance(const KdTree<T>& tree, int64_t node, const T* q) {
-  const int64_t dims = DIM > 0 ? DIM : tree.D;
-  const T* lo = tree.lo.data() + node * dims;
-  const T* hi = tree.hi.data() + node * dims;
-  T acc = 0;
-  for (int64_t d = 0; d < dims; ++d) {
-    const T gap = q[d] < lo[d] ? lo[d] - q[d] : (q[d] > hi[d] ? q[d] - hi[d] : T(0));
-    acc += NORM == 2 ? gap * gap : gap;
-  }
-  return acc;
-}
-
 template <typename T, int DIM, int NORM>
 void tree_query(const KdTree<T>& tree, const T* q, TopK<T>& top) {
-  struct Entry {
-    int64_t node;
-    T bound;
-  };
-  Entry stack[128];
-  int depth = 0;
-  stack[depth++] = {0, box_distance<T, DIM, NORM>(tree, 0, q)};
-  while (depth > 0) {
-    const Entry e = stack[--depth];
-    if (top.full() && e.bound > top.worst()) continue;
-    const int64_t left = tree.left[e.node];
-    if (left < 0) {
-      for (int64_t s = tree.begin[e.node]; s < tree.end[e.node]; ++s) {
-        top.push(point_distance<T, DIM, NORM>(q, tree.xyz.data() + s * tree.D, tree.D),
-                 tree.index[s]);
+  const int64_t D = tree.D;
+  visit_leaves_near_first<T, DIM, NORM>(
+      tree, q, [&] { return top.bound(); },
+      [&](int64_t node) {
+        const auto& leaf = tree.nodes[node];
+        for (int64_t s = leaf.begin; s < leaf.end; ++s) {
+          top.push(point_distance<T, DIM, NORM>(q, tree.xyz.data() + s * D, D), tree.index[s]);
+        }
+      });
+}
+
+// Flat query indices n * P1 + i in the order to search them: per batch element, queries
+// grouped by the leaf they fall into (counting sort), so consecutive searches reuse cached
+// nodes and points; queries without a tree keep their order.
+template <typename T, int DIM, int NORM>
+std::vector<int64_t> search_order(const std::vector<KdTree<T>>& trees,
+                                  const std::vector<char>& use_tree, const T* p1,
+                                  const int64_t* lengths1, int64_t N, int64_t P1, int64_t D) {
+  std::vector<int64_t> order(N * P1), leaf(N * P1, 0);
+  at::parallel_for(0, N * P1, 1024, [&](int64_t begin, int64_t end) {
+    for (int64_t flat = begin; flat < end; ++flat) {
+      const int64_t n = flat / P1, i = flat % P1;
+      const T* q = p1 + flat * D;
+      if (use_tree[n] && i < lengths1[n] && all_finite(q, D)) {
+        leaf[flat] = 1 + nearest_leaf<T, DIM, NORM>(trees[n], q);  // 0: no leaf
       }
-      continue;
     }
-    const int64_t right = tree.right[e.node];
-    Entry a{left, box_distance<T, DIM, NORM>(tree, left, q)};
-    Entry b{right, box_distance<T, DIM, NORM>(tree, right, q)};
-    if (a.bound < b.bound) std::swap(a, b);  // push the farther first, pop the nearer first
-    stack[depth++] = a;
-    stack[depth++] = b;
+  });
+  for (int64_t n = 0; n < N; ++n) {
+    const int64_t buckets = use_tree[n] ? static_cast<int64_t>(trees[n].nodes.size()) + 1 : 1;
+    std::vector<int64_t> start(buckets + 1, 0);
+    for (int64_t i = 0; i < P1; ++i) ++start[leaf[n * P1 + i] + 1];
+    for (int64_t b = 0; b < buckets; ++b) start[b + 1] += start[b];
+    for (int64_t i = 0; i < P1; ++i) order[n * P1 + start[leaf[n * P1 + i]]++] = n * P1 + i;
   }
+  return order;
 }
 
 template <typename T, int DIM, int NORM>
@@ -191,22 +134,35 @@ void knn_cpu(const T* p1, const T* p2, const int64_t* lengths1, const int64_t* l
       const T* pts = p2 + n * P2 * D;
       const int64_t count = lengths2[n];
       if (D <= kMaxTreeDim && count >= kMinPointsForTree && all_finite(pts, count * D)) {
-        build_tree(pts, count, D, trees[n]);
+        build_kdtree(pts, count, D, trees[n]);
         use_tree[n] = 1;
       }
     }
   });
+  const auto order = search_order<T, DIM, NORM>(trees, use_tree, p1, lengths1, N, P1, D);
   const int64_t grain = std::max<int64_t>(1, 4096 / std::max<int64_t>(K, 1));
   at::parallel_for(0, N * P1, grain, [&](int64_t begin, int64_t end) {
-    for (int64_t flat = begin; flat < end; ++flat) {
-      const int64_t n = flat / P1, i = flat % P1;
-      if (i >= lengths1[n]) continue;
-      const T* q = p1 + flat * D;
-      TopK<T> top{dists + flat * K, idx + flat * K, K};
-      if (use_tree[n] && all_finite(q, D)) {
-        tree_query<T, DIM, NORM>(trees[n], q, top);
-      } else {
-        brute_force_query<T, DIM, NORM>(q, p2 + n * P2 * D, lengths2[n], D, top);
+    for (int64_t k = begin; k < end; ++k) {
+      const int64_t flat = order[k], n = flat / P1, i = flat % P1;
+      T stack_dist[kStackK];
+      int64_t stack_idx[kStackK];
+      const bool on_stack = K <= kStackK;
+      TopK<T> top{on_stack ? stack_dist : dists + flat * K, on_stack ? stack_idx : idx + flat * K,
+                  K};
+      if (i < lengths1[n]) {
+        const T* q = p1 + flat * D;
+        if (use_tree[n] && all_finite(q, D)) {
+          tree_query<T, DIM, NORM>(trees[n], q, top);
+        } else {
+          brute_force_query<T, DIM, NORM>(q, p2 + n * P2 * D, lengths2[n], D, top);
+        }
+      }
+      // Slots no neighbour filled are zero, as PyTorch3D pads.
+      std::fill(top.dist + top.count, top.dist + K, T(0));
+      std::fill(top.idx + top.count, top.idx + K, int64_t(0));
+      if (on_stack) {
+        std::copy(stack_dist, stack_dist + K, dists + flat * K);
+        std::copy(stack_idx, stack_idx + K, idx + flat * K);
       }
     }
   });
@@ -253,8 +209,8 @@ std::tuple<at::Tensor, at::Tensor> knn_points_cpu(const at::Tensor& p1, const at
   const auto a = p1.contiguous(), b = p2.contiguous();
   const auto l1 = lengths1.contiguous(), l2 = lengths2.contiguous();
   const int64_t N = a.size(0), P1 = a.size(1), P2 = b.size(1), D = a.size(2);
-  auto dists = at::zeros({N, P1, K}, a.options());
-  auto idx = at::zeros({N, P1, K}, a.options().dtype(at::kLong));
+  auto dists = at::empty({N, P1, K}, a.options());
+  auto idx = at::empty({N, P1, K}, a.options().dtype(at::kLong));
   AT_DISPATCH_FLOATING_TYPES(a.scalar_type(), "knn_points_cpu", [&] {
     knn_cpu_dispatch<scalar_t>(a.data_ptr<scalar_t>(), b.data_ptr<scalar_t>(),
                                l1.data_ptr<int64_t>(), l2.data_ptr<int64_t>(), N, P1, P2, D, K,
