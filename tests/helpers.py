@@ -37,3 +37,16 @@ def _as_numpy(x) -> np.ndarray:
     return (
         np.asarray(x, dtype=np.float64) if np.asarray(x).dtype.kind not in "iub" else np.asarray(x)
     )
+
+
+def assert_raises_naming(exc_type: type[Exception], call, *fragments: str) -> str:
+    """``call()`` raises ``exc_type`` whose message contains every fragment; returns it."""
+    try:
+        call()
+    except exc_type as err:
+        message = str(err)
+    else:
+        raise AssertionError(f"{exc_type.__name__} not raised")
+    missing = [f for f in fragments if f not in message]
+    assert not missing, f"message {message!r} lacks {missing}"
+    return message

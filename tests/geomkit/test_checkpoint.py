@@ -157,9 +157,13 @@ def test_inspect_cli_lists_and_fails_with_status_2(tmp_path):
         text=True,
     )
     assert ok.returncode == 0 and "3.weight  (1, 8) float32" in ok.stdout
+    (tmp_path / "corrupt.pt").write_bytes(b"PK\x03\x04 truncated")
+    torch.save({"payload": Unlisted()}, tmp_path / "unsafe.pt")
     for argv, message in (
         ([str(tmp_path / "nope.pt")], "checkpoint"),
         ([str(path), "--key", "weights"], "has no entry 'weights'"),
+        ([str(tmp_path / "corrupt.pt")], "corrupt.pt is not a readable torch file"),
+        ([str(tmp_path / "unsafe.pt")], "which safe loading does not allow"),
     ):
         bad = subprocess.run(
             [sys.executable, "-m", "geomkit.checkpoint", *argv], capture_output=True, text=True

@@ -19,7 +19,7 @@ from geomkit.io import (
     write_ply,
 )
 from geomkit.structures import PointCloud, TriMesh
-from tests.helpers import assert_close
+from tests.helpers import assert_close, assert_raises_naming
 
 SQUARE = np.array([[0, 0, 0], [1, 0, 0], [1, 1, 0], [0, 1, 0], [2, 0, 0]], dtype=np.float64)
 
@@ -251,10 +251,7 @@ def test_bad_obj_raises_input_error_naming_file_and_line(tmp_path, case):
     text, fragment = BAD_OBJ[case]
     path = tmp_path / f"{case}.obj"
     path.write_text(text)
-    with pytest.raises(InputError) as error:
-        read_obj(path)
-    assert path.name in str(error.value)
-    assert fragment in str(error.value)
+    assert_raises_naming(InputError, lambda: read_obj(path), path.name, fragment)
 
 
 BAD_OFF = {
@@ -277,10 +274,7 @@ def test_bad_off_raises_input_error_naming_the_file(tmp_path, case):
     text, fragment = BAD_OFF[case]
     path = tmp_path / f"{case}.off"
     path.write_text(text)
-    with pytest.raises(InputError) as error:
-        read_off(path)
-    assert path.name in str(error.value)
-    assert fragment in str(error.value)
+    assert_raises_naming(InputError, lambda: read_off(path), path.name, fragment)
 
 
 def test_missing_files(tmp_path):
