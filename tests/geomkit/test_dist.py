@@ -19,7 +19,7 @@ WORKER = Path(__file__).with_name("ddp_worker.py")
 def test_two_cpu_processes_give_the_single_process_gradient(tmp_path):
     out = tmp_path / "grads.pt"
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(WORKER.parents[2]))
-    subprocess.run(
+    run = subprocess.run(
         [
             sys.executable,
             "-m",
@@ -30,11 +30,12 @@ def test_two_cpu_processes_give_the_single_process_gradient(tmp_path):
             str(WORKER),
             str(out),
         ],
-        check=True,
         env=env,
         capture_output=True,
+        text=True,
         timeout=300,
     )
+    assert run.returncode == 0, run.stderr[-3000:]
     result = torch.load(out, weights_only=True)
     assert result["world"] == 2
 

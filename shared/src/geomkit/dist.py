@@ -73,8 +73,13 @@ def barrier() -> None:
 
 
 def cleanup() -> None:
-    """Leave the process group (call at the end of a torchrun job)."""
+    """Leave the process group (call at the end of a torchrun job).
+
+    All ranks meet at a barrier first: a rank tearing down gloo while another still
+    communicates or writes can abort ("terminate called without an active exception").
+    """
     if is_distributed():
+        tdist.barrier()
         tdist.destroy_process_group()
 
 
