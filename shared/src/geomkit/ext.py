@@ -10,7 +10,8 @@ call that falls back warns with the reason, and ``python -m geomkit.ext`` prints
 compiled, on which device, and why not where it does not.
 
 Environment: ``GEOMKIT_EXT_CACHE`` overrides the build folder root (default
-``~/.cache/geomkit/ext``); ``GEOMKIT_EXT_VERBOSE=1`` shows the compiler output.
+``~/.cache/geomkit/ext``); ``GEOMKIT_EXT_VERBOSE=1`` shows the compiler output;
+``GEOMKIT_EXT_OPS`` restricts the build to some op folders (see :meth:`Extension.sources`).
 """
 
 from __future__ import annotations
@@ -122,12 +123,22 @@ class Extension:
         return root / f"{self.name}-{tag}"
 
     def sources(self) -> tuple[list[Path], bool]:
-        """Sources to compile and whether this is a CUDA build."""
+        """Sources to compile and whether this is a CUDA build.
+
+        GEOMKIT_EXT_OPS=knn,fps (a development aid) compiles only those op folders of csrc
+        (plus its top-level files), so a kernel being written cannot break the others' build.
+        """
         cuda_ok, _ = cuda_toolkit_available()
-        cpp = sorted(p for p in self.csrc.rglob("*.cpp") if not p.stem.endswith("_cuda"))
+        only = [name for name in os.environ.get("GEOMKIT_EXT_OPS", "").split(",") if name]
+        files = [
+            p
+            for p in self.csrc.rglob("*")
+            if p.parent == self.csrc or not only or p.relative_to(self.csrc).parts[0] in only
+        ]
+        cpp = sorted(p for p in files if p.suffix == ".cpp" and not p.stem.endswith("_cuda"))
         if not cuda_ok:
             return cpp, False
-        cuda = sorted(self.csrc.rglob("*_cuda.cpp")) + sorted(self.csrc.rglob("*.cu"))
+        cuda = sorted(p for p in files if p.suffix == ".cu" or p.stem.endswith("_cuda"))
         return cpp + cuda, True
 
     def _build_and_load(self) -> tuple[bool, str]:
@@ -175,7 +186,13 @@ _GEOMKIT = Extension(
     name="geomkit_ext",
     csrc=Path(__file__).resolve().parent / "csrc",
     namespace="geomkit",
-    ops=("knn_points",),
+    ops=(
+        "knn_points",
+        "sample_farthest_points",
+        "ball_query",
+        "rasterize_triangles",
+        "splat_points",
+    ),
 )
 
 

@@ -1,8 +1,6 @@
-"""Pure-PyTorch references of geomkit's ops: the definitions the kernels are tested against,
-and the fallback where no compiled kernel runs. Differentiable through autograd.
+"""Reference of knn_points, and the pairwise distances other references share.
 
-Same argument conventions as the public functions, after their checks: padded batches with
-int64 ``lengths``; outputs padded with zeros as PyTorch3D pads them.
+Padded batches with int64 ``lengths``; outputs padded with zeros as PyTorch3D pads them.
 """
 
 from __future__ import annotations
