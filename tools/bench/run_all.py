@@ -7,7 +7,13 @@ import sys
 
 import torch
 
-BENCHMARKS = ["tools.bench.bm_knn"]
+BENCHMARKS = [
+    "tools.bench.bm_knn",
+    "tools.bench.bm_chamfer",
+    "tools.bench.bm_fps",
+    "tools.bench.bm_rasterize",
+    "tools.bench.bm_splat",
+]
 
 
 def main() -> None:
