@@ -15,8 +15,9 @@ from geomkit import dist
 
 
 def model_and_batch():
+    """A model with batch norm, whose statistics must pool both ranks' samples."""
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(3, 16), nn.Tanh(), nn.Linear(16, 1))
+    model = nn.Sequential(nn.Linear(3, 16), nn.BatchNorm1d(16), nn.Tanh(), nn.Linear(16, 1))
     x = torch.randn(16, 3)
     y = torch.randn(16, 1)
     return model, x, y
@@ -25,6 +26,7 @@ def model_and_batch():
 def main(out_path: str) -> None:
     info = dist.init_distributed("cpu")
     model, x, y = model_and_batch()
+    model = dist.convert_sync_batchnorm(model)
     ddp = dist.wrap_ddp(model, info)
     shard = slice(info.rank * 16 // info.world_size, (info.rank + 1) * 16 // info.world_size)
     loss = (ddp(x[shard]) - y[shard]).square().mean()
@@ -32,7 +34,11 @@ def main(out_path: str) -> None:
     mean_loss = dist.all_reduce_mean({"loss": loss.item()})
     if info.is_main:
         grads = {name: p.grad for name, p in model.named_parameters()}
-        torch.save({"grads": grads, "loss": mean_loss["loss"], "world": info.world_size}, out_path)
+        stats = {"mean": model[1].running_mean, "var": model[1].running_var}
+        torch.save(
+            {"grads": grads, "stats": stats, "loss": mean_loss["loss"], "world": info.world_size},
+            out_path,
+        )
     dist.cleanup()
 
 

@@ -44,6 +44,8 @@ def test_two_cpu_processes_give_the_single_process_gradient(tmp_path):
     loss.backward()
     for name, param in model.named_parameters():
         assert_close(result["grads"][name], param.grad, atol=1e-6, rtol=1e-5, what=name)
+    assert_close(result["stats"]["mean"], model[1].running_mean, atol=1e-6, what="running mean")
+    assert_close(result["stats"]["var"], model[1].running_var, atol=1e-6, what="running var")
     # Mean of the two shard losses equals the full-batch loss (equal shard sizes).
     assert abs(result["loss"] - loss.item()) < 1e-6
 

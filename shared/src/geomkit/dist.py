@@ -131,6 +131,69 @@ def seed_everything(seed: int, per_rank: bool = True) -> int:
     return value
 
 
+class SyncBatchNorm(nn.modules.batchnorm._BatchNorm):
+    """Batch norm whose training statistics pool every rank's batch, on any backend (gloo too;
+    torch.nn.SyncBatchNorm is GPU-only). Same parameters and buffers as nn.BatchNorm*d, so
+    checkpoints are interchangeable; outside distributed training it is plain batch norm.
+
+    With it, N processes with a per-rank batch B/N train like one process with batch B.
+    """
+
+    def _check_input_dim(self, x: torch.Tensor) -> None:
+        if x.dim() < 2:
+            raise ValueError(f"SyncBatchNorm expects (N, C, ...) input, got {tuple(x.shape)}")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not (self.training and is_distributed()):
+            return super().forward(x)
+        self._check_input_dim(x)
+        from torch.distributed.nn.functional import all_reduce  # differentiable
+
+        dims = [0, *range(2, x.dim())]
+        count = x.new_full((1,), x.numel() / x.shape[1])
+        totals = all_reduce(torch.cat([x.sum(dims), (x * x).sum(dims), count]))
+        channels = x.shape[1]
+        n = totals[-1]
+        mean = totals[:channels] / n
+        var = totals[channels : 2 * channels] / n - mean * mean
+        if self.track_running_stats:
+            self._update_running_stats(mean.detach(), var.detach(), n.detach())
+        shape = (1, channels) + (1,) * (x.dim() - 2)
+        y = (x - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
+        if self.affine:
+            y = y * self.weight.view(shape) + self.bias.view(shape)
+        return y
+
+    @torch.no_grad()
+    def _update_running_stats(self, mean, var, n) -> None:
+        self.num_batches_tracked += 1
+        momentum = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+        unbiased = var * n / (n - 1).clamp(min=1)
+        self.running_mean.mul_(1 - momentum).add_(momentum * mean)
+        self.running_var.mul_(1 - momentum).add_(momentum * unbiased)
+
+
+def convert_sync_batchnorm(module: nn.Module) -> nn.Module:
+    """Replace every BatchNorm1d/2d/3d in ``module`` by :class:`SyncBatchNorm` (in place for
+    children; returns the possibly replaced root), keeping parameters, buffers and mode."""
+    if isinstance(module, nn.modules.batchnorm._BatchNorm) and not isinstance(
+        module, SyncBatchNorm
+    ):
+        sync = SyncBatchNorm(
+            module.num_features,
+            module.eps,
+            module.momentum,
+            module.affine,
+            module.track_running_stats,
+        )
+        sync.load_state_dict(module.state_dict())
+        sync.train(module.training)
+        return sync.to(next(module.buffers(), torch.empty(0)).device)
+    for name, child in module.named_children():
+        setattr(module, name, convert_sync_batchnorm(child))
+    return module
+
+
 def wrap_ddp(model: nn.Module, info: DistInfo, **kwargs) -> nn.Module:
     """DistributedDataParallel around ``model`` when running distributed, else ``model``."""
     if not is_distributed():

@@ -37,9 +37,9 @@ def marching_cubes(
 
     Returns:
         TriMesh with float64 vertices (V, 3) in world coordinates, int64 faces (F, 3)
-        counter-clockwise seen from outside (outward normals by the right-hand rule), and unit
-        outward vertex_normals (V, 3) from the volume's gradient. A volume the level does not
-        cross gives an empty TriMesh (0 vertices, 0 faces).
+        counter-clockwise seen from outside (outward normals by the right-hand rule; no
+        zero-area faces), and unit outward vertex_normals (V, 3) from the volume's gradient.
+        A volume the level does not cross gives an empty TriMesh (0 vertices, 0 faces).
 
     Raises:
         InputError: ``volume`` is not 3-D with at least 2 samples per axis, or has NaN / inf.
@@ -58,8 +58,9 @@ def marching_cubes(
         return _empty_mesh()
     # scikit-image names the winding for its own z-y-x reading of the axes; with x-first indexing
     # its "ascent" winding is the one whose right-hand normals leave the value > level solid.
+    # Degenerate (zero-area) triangles would leave coincident vertices that break closedness.
     verts_index, faces, normals_index, _ = _skimage_marching_cubes(
-        samples, level, gradient_direction="ascent"
+        samples, level, gradient_direction="ascent", allow_degenerate=False
     )
     spacing = (hi - lo) / (np.asarray(samples.shape, dtype=np.float64) - 1.0)
     vertices = lo + verts_index.astype(np.float64) * spacing
