@@ -20,6 +20,8 @@ from geomkit.ops.chamfer import chamfer_distance
 from tools.bench.bm_knn import sphere_points
 from tools.bench.harness import Table, median_seconds, write_section
 
+SECTION = "chamfer"  # its part of BENCHMARKS.md
+
 SIZES = [
     (10_000, 10_000, "squared_euclidean"),
     (30_000, 30_000, "squared_euclidean"),
@@ -88,7 +90,7 @@ def main() -> None:
     args = parser.parse_args()
     table = run(args.device, args.quick)
     if not args.quick:
-        write_section(f"chamfer-{args.device}", table.markdown(args.device))
+        write_section(f"{SECTION}-{args.device}", table.markdown(args.device))
 
 
 if __name__ == "__main__":

@@ -18,6 +18,8 @@ from geomkit.ops.fps import sample_farthest_points
 from tools.bench.bm_knn import sphere_points
 from tools.bench.harness import Table, median_seconds, write_section
 
+SECTION = "fps"  # its part of BENCHMARKS.md
+
 SIZES = [(1, 20_000, 200), (8, 20_000, 200), (1, 100_000, 4096), (8, 100_000, 4096)]
 # The reference takes one PyTorch step per sampled point of each cloud: skip it beyond this
 # many point-steps (about a minute on a 2-core CPU).
@@ -65,7 +67,7 @@ def main() -> None:
     args = parser.parse_args()
     table = run(args.device, args.quick)
     if not args.quick:
-        write_section(f"fps-{args.device}", table.markdown(args.device))
+        write_section(f"{SECTION}-{args.device}", table.markdown(args.device))
 
 
 if __name__ == "__main__":

@@ -19,6 +19,8 @@ from pykdtree.kdtree import KDTree
 from geomkit.ops import _reference, knn_points
 from tools.bench.harness import Table, median_seconds, write_section
 
+SECTION = "knn"  # its part of BENCHMARKS.md
+
 SIZES = [
     (12_000, 200, 4),
     (48_000, 200, 4),
@@ -99,7 +101,7 @@ def main() -> None:
     args = parser.parse_args()
     table = run(args.device, args.quick)
     if not args.quick:
-        write_section(f"knn-{args.device}", table.markdown(args.device))
+        write_section(f"{SECTION}-{args.device}", table.markdown(args.device))
 
 
 if __name__ == "__main__":

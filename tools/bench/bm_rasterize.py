@@ -26,6 +26,8 @@ from tests.conftest import SHARED_DATA
 from tests.geomkit.test_rasterize import cameras_at, icosphere
 from tools.bench.harness import Table, median_seconds, write_section
 
+SECTION = "rasterize"  # its part of BENCHMARKS.md
+
 BUNNY = SHARED_DATA / "meshes" / "bunny.obj"
 N_VIEWS = 8
 CROP = 64
@@ -152,7 +154,7 @@ def main() -> None:
     args = parser.parse_args()
     table = run(args.device, args.quick)
     if not args.quick and table.rows:
-        write_section(f"rasterize-{args.device}", table.markdown(args.device))
+        write_section(f"{SECTION}-{args.device}", table.markdown(args.device))
 
 
 if __name__ == "__main__":

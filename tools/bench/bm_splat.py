@@ -19,6 +19,8 @@ from geomkit.ops._reference import splat as reference
 from geomkit.ops.splat import NPBGPP_SCALES, scale_coordinates, splat_points_multiscale
 from tools.bench.harness import Table, median_seconds, write_section
 
+SECTION = "splat"  # its part of BENCHMARKS.md
+
 POINTS = 1_000_000
 IMAGE_SIZE = (512, 512)
 FOCAL = 600.0  # the sphere covers about 80% of the image width
@@ -90,7 +92,7 @@ def main() -> None:
     args = parser.parse_args()
     table = run(args.device, args.quick)
     if not args.quick:
-        write_section(f"splat-{args.device}", table.markdown(args.device))
+        write_section(f"{SECTION}-{args.device}", table.markdown(args.device))
 
 
 if __name__ == "__main__":

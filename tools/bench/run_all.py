@@ -13,6 +13,7 @@ BENCHMARKS = [
     "tools.bench.bm_fps",
     "tools.bench.bm_rasterize",
     "tools.bench.bm_splat",
+    "tools.bench.bm_onet_generation",
 ]
 
 
@@ -23,7 +24,7 @@ def main() -> None:
         for device in devices:
             print(f"== {name} on {device}", flush=True)
             table = module.run(device, quick=False)
-            module.write_section(f"{name.rsplit('.bm_', 1)[1]}-{device}", table.markdown(device))
+            module.write_section(f"{module.SECTION}-{device}", table.markdown(device))
     sys.exit(0)
 
 
