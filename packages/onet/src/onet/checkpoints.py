@@ -1,0 +1,93 @@
+"""ONet checkpoints: the authors' layout, strict loading, and ImageNet weights for the encoder.
+
+Files hold ``model`` (the state dict), ``optimizer``, ``epoch_it``, ``it`` and ``loss_val_best``
+as the authors' ``model.pt`` / ``model_best.pt`` do, so their files load here and ours load in
+im2mesh; ours add ``rng`` (and ``step``) so a resumed run repeats the uninterrupted one exactly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from geomkit.checkpoint import (
+    load_checkpoint,
+    load_state_dict_strict,
+    restore_training_state,
+    save_checkpoint,
+    training_state,
+    unwrap,
+)
+from geomkit.errors import CheckpointError
+from geomkit.weights import find_weight_file
+
+IMAGENET_FILES = ("resnet18-f37072fd.pth", "resnet18-5c106cde.pth")
+IMAGENET_SOURCE = (
+    "torchvision's ImageNet ResNet-18 (https://download.pytorch.org/models/resnet18-f37072fd.pth"
+    ", or the older resnet18-5c106cde.pth)"
+)
+
+
+def load_imagenet_encoder(model: nn.Module, path: str | Path | None = None) -> Path:
+    """Load torchvision ResNet-18 ImageNet weights into ``model.encoder.features`` (its 1000-way
+    ``fc`` is dropped, as ONet replaced it). Returns the file used."""
+    encoder = unwrap(model).encoder
+    if encoder is None or not hasattr(encoder, "features"):
+        raise CheckpointError("ImageNet weights need the resnet18 image encoder")
+    file = _imagenet_file(path)
+    state = load_checkpoint(file)
+    load_state_dict_strict(
+        encoder.features, state, rules=[(r"fc\.", None)], source=f"ImageNet weights {file}"
+    )
+    return file
+
+
+def _imagenet_file(path: str | Path | None) -> Path:
+    if path is not None:
+        return find_weight_file(path, IMAGENET_FILES[0], IMAGENET_SOURCE)
+    for name in IMAGENET_FILES[1:]:
+        try:
+            return find_weight_file(None, name, IMAGENET_SOURCE)
+        except CheckpointError:
+            pass
+    return find_weight_file(None, IMAGENET_FILES[0], IMAGENET_SOURCE)
+
+
+def load_model_weights(model: nn.Module, path: str | Path) -> dict:
+    """Load the ``model`` entry of a checkpoint (the authors' or ours) strictly; returns the
+    whole checkpoint. A bare state dict (no ``model`` entry) is accepted too."""
+    checkpoint = load_checkpoint(path)
+    if not isinstance(checkpoint, dict):
+        raise CheckpointError(f"checkpoint {path} is not a dict")
+    state = checkpoint.get("model", checkpoint)
+    load_state_dict_strict(unwrap(model), state, source=f"checkpoint {path}")
+    return checkpoint
+
+
+def save_training(
+    path: str | Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    epoch_it: int,
+    it: int,
+    metric_val_best: float,
+) -> None:
+    """Everything needed to resume, in the authors' layout plus the RNG states."""
+    state = training_state(
+        model, optimizer, step=it, epoch_it=epoch_it, it=it, loss_val_best=float(metric_val_best)
+    )
+    save_checkpoint(path, state)
+
+
+def restore_training(
+    path: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer
+) -> tuple[int, int, float]:
+    """Resume from ``path``: returns (epoch_it, it, metric_val_best)."""
+    checkpoint = load_checkpoint(path)
+    for key in ("model", "optimizer", "epoch_it", "it", "loss_val_best"):
+        if key not in checkpoint:
+            raise CheckpointError(f"checkpoint {path} has no {key!r} to resume from")
+    restore_training_state(checkpoint, model, optimizer, source=f"checkpoint {path}")
+    return int(checkpoint["epoch_it"]), int(checkpoint["it"]), float(checkpoint["loss_val_best"])

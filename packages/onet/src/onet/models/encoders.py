@@ -1,0 +1,74 @@
+"""Input encoders: images (ResNet-18), point clouds (ResNet-PointNet), voxels (3-D convs)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from onet.models.layers import ResnetBlockFC
+from onet.models.resnet import ResNet18
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class Resnet18(nn.Module):
+    """Image encoder: ResNet-18 features (512-d) then ``fc`` Linear(512, c_dim).
+
+    Feed RGB in [0, 1]: the ImageNet normalisation happens here, as in the original.
+    """
+
+    def __init__(self, c_dim: int, normalize: bool = True, use_linear: bool = True):
+        super().__init__()
+        if not use_linear and c_dim != 512:
+            raise ValueError("c_dim must be 512 when use_linear is False")
+        self.normalize = normalize
+        self.features = ResNet18(with_fc=False)
+        self.fc = nn.Linear(512, c_dim) if use_linear else nn.Identity()
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), False)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if self.normalize:
+            images = (images - self.mean) / self.std
+        return self.fc(self.features(images))
+
+
+class ResnetPointnet(nn.Module):
+    """PointNet with residual blocks; max-pooled features are concatenated back after each
+    block. Input (B, T, dim) points, output (B, c_dim)."""
+
+    def __init__(self, c_dim: int = 128, dim: int = 3, hidden_dim: int = 128):
+        super().__init__()
+        self.fc_pos = nn.Linear(dim, 2 * hidden_dim)
+        for k in range(5):
+            setattr(self, f"block_{k}", ResnetBlockFC(2 * hidden_dim, hidden_dim))
+        self.fc_c = nn.Linear(hidden_dim, c_dim)
+        self.actvn = nn.ReLU()
+
+    def forward(self, points: torch.Tensor) -> torch.Tensor:
+        net = self.block_0(self.fc_pos(points))
+        for k in range(1, 5):
+            pooled = net.max(dim=1, keepdim=True).values.expand_as(net)
+            net = getattr(self, f"block_{k}")(torch.cat([net, pooled], dim=2))
+        return self.fc_c(self.actvn(net.max(dim=1).values))
+
+
+class VoxelEncoder(nn.Module):
+    """Four stride-2 3-D convs on a 32^3 occupancy grid, then a linear layer to c_dim."""
+
+    def __init__(self, dim: int = 3, c_dim: int = 128):
+        super().__init__()
+        self.actvn = nn.ReLU()
+        self.conv_in = nn.Conv3d(1, 32, 3, padding=1)
+        self.conv_0 = nn.Conv3d(32, 64, 3, padding=1, stride=2)
+        self.conv_1 = nn.Conv3d(64, 128, 3, padding=1, stride=2)
+        self.conv_2 = nn.Conv3d(128, 256, 3, padding=1, stride=2)
+        self.conv_3 = nn.Conv3d(256, 512, 3, padding=1, stride=2)
+        self.fc = nn.Linear(512 * 2 * 2 * 2, c_dim)
+
+    def forward(self, voxels: torch.Tensor) -> torch.Tensor:
+        net = self.conv_in(voxels.unsqueeze(1))
+        for conv in (self.conv_0, self.conv_1, self.conv_2, self.conv_3):
+            net = conv(self.actvn(net))
+        return self.fc(self.actvn(net.flatten(1)))
