@@ -313,24 +313,24 @@ def test_generate_command_line(tmp_path):
 
 
 def test_checkpoint_is_looked_up_in_the_output_folder(tmp_path, monkeypatch):
-    from onet.generate import checkpoint_path
+    from onet.checkpoints import resolve_model_file
 
     monkeypatch.chdir(tmp_path)
     cfg = {"training": {"out_dir": "out"}, "test": {"model_file": "model_best.pt"}}
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "model_best.pt").write_bytes(b"")
-    assert checkpoint_path(cfg, None) == Path("out/model_best.pt")
+    assert resolve_model_file(cfg, None) == Path("out/model_best.pt")
     (tmp_path / "mine.pt").write_bytes(b"")
     cfg["test"]["model_file"] = "mine.pt"  # an existing path is used as given
-    assert checkpoint_path(cfg, None) == Path("mine.pt")
+    assert resolve_model_file(cfg, None) == Path("mine.pt")
     cfg["test"]["model_file"] = str(tmp_path / "out" / "model_best.pt")
-    assert checkpoint_path(cfg, None) == tmp_path / "out" / "model_best.pt"
-    assert checkpoint_path(cfg, "mine.pt") == Path("mine.pt")
+    assert resolve_model_file(cfg, None) == tmp_path / "out" / "model_best.pt"
+    assert resolve_model_file(cfg, "mine.pt") == Path("mine.pt")
     with pytest.raises(CheckpointError, match="--checkpoint"):
-        checkpoint_path(cfg, "missing.pt")
+        resolve_model_file(cfg, "missing.pt")
     cfg["test"]["model_file"] = "https://example.org/onet.pt"
     with pytest.raises(CheckpointError, match="nothing is downloaded"):
-        checkpoint_path(cfg, None)
+        resolve_model_file(cfg, None)
 
 
 def test_voxel_surface_is_closed_and_outward():

@@ -91,3 +91,34 @@ def restore_training(
             raise CheckpointError(f"checkpoint {path} has no {key!r} to resume from")
     restore_training_state(checkpoint, model, optimizer, source=f"checkpoint {path}")
     return int(checkpoint["epoch_it"]), int(checkpoint["it"]), float(checkpoint["loss_val_best"])
+
+
+def resolve_model_file(cfg: dict, given: str | None) -> Path:
+    """The model file to load: ``given``, else test.model_file resolved as the authors'
+    CheckpointIO does (relative names inside training.out_dir).
+
+    Raises:
+        CheckpointError: the file does not exist, or test.model_file is a URL.
+    """
+    out_dir = Path(cfg["training"]["out_dir"])
+    if given is not None:
+        path = Path(given).expanduser()
+        if not path.is_file():
+            raise CheckpointError(f"checkpoint not found: {path} (given with --checkpoint)")
+        return path
+    name = str(cfg["test"]["model_file"])
+    if name.startswith(("http://", "https://")):
+        raise CheckpointError(
+            f"test.model_file is a URL ({name}); nothing is downloaded here: download the file, "
+            f"put it in {out_dir} and set test.model_file to its name, or pass --checkpoint PATH"
+        )
+    path = Path(name).expanduser()
+    if not (path.is_absolute() or path.exists()):
+        path = out_dir / path
+    if not path.is_file():
+        raise CheckpointError(
+            f"checkpoint not found: {path} (test.model_file {name!r}, looked up in "
+            f"training.out_dir {str(out_dir)!r}); train a model first, put the file there, "
+            "or pass --checkpoint PATH"
+        )
+    return path

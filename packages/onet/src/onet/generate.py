@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from geomkit.errors import ArgumentParser, CheckpointError, run_main
+from geomkit.errors import ArgumentParser, run_main
 from geomkit.io import (
     atomic_write,
     check_can_write,
@@ -40,7 +40,7 @@ from geomkit.io import (
 )
 from geomkit.log import progress
 from geomkit.structures import TriMesh
-from onet.checkpoints import load_model_weights
+from onet.checkpoints import load_model_weights, resolve_model_file
 from onet.config import load_config, parse_override, set_key
 from onet.data import build_dataset
 from onet.evaluation import class_means, format_table, write_csv, write_pickle
@@ -71,37 +71,6 @@ def configure(args) -> dict:
     for override in args.set:
         set_key(cfg, *parse_override(override))
     return cfg
-
-
-def checkpoint_path(cfg: dict, given: str | None) -> Path:
-    """The model file to load: ``given``, else test.model_file resolved as the authors'
-    CheckpointIO does (relative names inside training.out_dir).
-
-    Raises:
-        CheckpointError: the file does not exist, or test.model_file is a URL.
-    """
-    out_dir = Path(cfg["training"]["out_dir"])
-    if given is not None:
-        path = Path(given).expanduser()
-        if not path.is_file():
-            raise CheckpointError(f"checkpoint not found: {path} (given with --checkpoint)")
-        return path
-    name = str(cfg["test"]["model_file"])
-    if name.startswith(("http://", "https://")):
-        raise CheckpointError(
-            f"test.model_file is a URL ({name}); nothing is downloaded here: download the file, "
-            f"put it in {out_dir} and set test.model_file to its name, or pass --checkpoint PATH"
-        )
-    path = Path(name).expanduser()
-    if not (path.is_absolute() or path.exists()):
-        path = out_dir / path
-    if not path.is_file():
-        raise CheckpointError(
-            f"checkpoint not found: {path} (test.model_file {name!r}, looked up in "
-            f"training.out_dir {str(out_dir)!r}); train a model first, put the file there, "
-            "or pass --checkpoint PATH"
-        )
-    return path
 
 
 def category_names(dataset, category_id: str) -> tuple[str, str]:
@@ -248,7 +217,7 @@ def main(argv=None) -> int:
     check_can_write(generation_dir, args.overwrite)
     dataset = build_dataset(cfg, "test", return_idx=True, return_category=True)
     model = build_model(cfg, dataset_size=len(dataset))
-    checkpoint = checkpoint_path(cfg, args.checkpoint)
+    checkpoint = resolve_model_file(cfg, args.checkpoint)
     load_model_weights(model, checkpoint)
     generator = get_generator(model.to(device).eval(), cfg, device)
     prepare_output_dir(generation_dir, args.overwrite)
