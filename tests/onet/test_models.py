@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 
@@ -11,80 +10,7 @@ from onet.checkpoints import load_imagenet_encoder, load_model_weights
 from onet.config import load_config
 from onet.models import build_model
 
-
-def resnet18_keys() -> dict[str, tuple]:
-    """torchvision resnet18 state dict names and shapes, written out independently."""
-    keys = {"conv1.weight": (64, 3, 7, 7)}
-    keys.update(bn_keys("bn1", 64))
-    channels = {1: 64, 2: 128, 3: 256, 4: 512}
-    for layer, c in channels.items():
-        c_in = channels.get(layer - 1, 64)
-        for block in (0, 1):
-            prefix = f"layer{layer}.{block}"
-            first_in = c_in if block == 0 else c
-            keys[f"{prefix}.conv1.weight"] = (c, first_in, 3, 3)
-            keys.update(bn_keys(f"{prefix}.bn1", c))
-            keys[f"{prefix}.conv2.weight"] = (c, c, 3, 3)
-            keys.update(bn_keys(f"{prefix}.bn2", c))
-            if block == 0 and layer > 1:
-                keys[f"{prefix}.downsample.0.weight"] = (c, c_in, 1, 1)
-                keys.update(bn_keys(f"{prefix}.downsample.1", c))
-    return keys
-
-
-def bn_keys(prefix: str, c: int, affine: bool = True) -> dict[str, tuple]:
-    keys = {
-        f"{prefix}.running_mean": (c,),
-        f"{prefix}.running_var": (c,),
-        f"{prefix}.num_batches_tracked": (),
-    }
-    if affine:
-        keys.update({f"{prefix}.weight": (c,), f"{prefix}.bias": (c,)})
-    return keys
-
-
-def onet_img2mesh_keys(legacy: bool = False) -> dict[str, tuple]:
-    """The key list of onet_img2mesh_3-f786b04a.pt (reference notes, section 1)."""
-    keys = {f"encoder.features.{k}": s for k, s in resnet18_keys().items()}
-    keys.update(
-        {
-            "encoder.fc.weight": (256, 512),
-            "encoder.fc.bias": (256,),
-            "decoder.fc_p.weight": (256, 3, 1),
-            "decoder.fc_p.bias": (256,),
-            "decoder.fc_out.weight": (1, 256, 1),
-            "decoder.fc_out.bias": (1,),
-        }
-    )
-    cbn = ["decoder.bn"] + [f"decoder.block{i}.bn_{j}" for i in range(5) for j in (0, 1)]
-    for prefix in cbn:
-        if legacy:
-            for name in ("fc_gamma", "fc_beta"):
-                keys[f"{prefix}.{name}.weight"] = (256, 256)
-                keys[f"{prefix}.{name}.bias"] = (256,)
-        else:
-            for name in ("conv_gamma", "conv_beta"):
-                keys.update(
-                    {f"{prefix}.{name}.weight": (256, 256, 1), f"{prefix}.{name}.bias": (256,)}
-                )
-        keys.update(bn_keys(f"{prefix}.bn", 256, affine=False))
-    for i in range(5):
-        for j in (0, 1):
-            keys.update(
-                {
-                    f"decoder.block{i}.fc_{j}.weight": (256, 256, 1),
-                    f"decoder.block{i}.fc_{j}.bias": (256,),
-                }
-            )
-    return keys
-
-
-def fabricate(keys: dict[str, tuple], seed: int = 0) -> dict[str, torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    return {
-        k: torch.tensor(7) if k.endswith("num_batches_tracked") else torch.randn(s, generator=g)
-        for k, s in keys.items()
-    }
+from .official_layout import fabricate, onet_img2mesh_keys, resnet18_keys, write_official_checkpoint
 
 
 def test_image_model_has_the_papers_size():
@@ -98,11 +24,8 @@ def test_image_model_has_the_papers_size():
 
 
 def test_official_checkpoint_layout_loads_strictly_with_weights_only(tmp_path):
-    state = fabricate(onet_img2mesh_keys())
     path = tmp_path / "onet_img2mesh_3-f786b04a.pt"
-    torch.save(
-        {"model": state, "epoch_it": 1, "it": 2_886_000, "loss_val_best": np.float64(0.6)}, path
-    )
+    state = write_official_checkpoint(path)
     model = build_model(load_config("configs/img/onet.yaml"))
     checkpoint = load_model_weights(model, path)
     assert checkpoint["it"] == 2_886_000

@@ -22,7 +22,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from geomkit.errors import ArgumentParser, InputError, run_main
-from geomkit.io import prepare_output_dir, write_obj, write_ply
+from geomkit.io import check_can_write, prepare_output_dir, write_obj, write_ply
 from geomkit.log import progress
 from geomkit.viz import scene_figure
 from onet.checkpoints import load_model_weights
@@ -94,10 +94,11 @@ def main(argv=None) -> int:
     device = torch.device("cuda" if torch.cuda.is_available() and not args.no_cuda else "cpu")
     images = [Path(p) for p in args.images]
     inputs = [load_image(p, cfg["data"]["img_size"]) for p in images]  # all checked first
-    out = prepare_output_dir(args.out, args.overwrite)
+    check_can_write(args.out, args.overwrite)
     model = build_model(cfg).to(device)
     load_model_weights(model, args.checkpoint)
     generator = get_generator(model, cfg, device)
+    out = prepare_output_dir(args.out, args.overwrite)
     rows = []
     for path, (tensor, shown) in progress(list(zip(images, inputs, strict=True)), desc="meshes"):
         start = time.time()
@@ -105,7 +106,10 @@ def main(argv=None) -> int:
         write_obj(out / "meshes" / f"{path.stem}.obj", mesh)
         write_ply(out / "meshes" / f"{path.stem}.ply", mesh)
         rows.append((path.stem, shown, mesh))
-        print(f"{path.name}: {len(mesh.faces)} faces in {time.time() - start:.1f} s")
+        if len(mesh.faces) == 0:
+            print(f"{path.name}: no surface at threshold {generator.threshold} (empty mesh)")
+        else:
+            print(f"{path.name}: {len(mesh.faces)} faces in {time.time() - start:.1f} s")
     write_page(out / "index.html", rows)
     print(f"wrote {len(rows)} meshes to {out / 'meshes'} and {out / 'index.html'}")
     return 0
