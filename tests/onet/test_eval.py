@@ -14,7 +14,7 @@ from geomkit.metrics import occupancy_iou
 from onet import eval as onet_eval
 from onet import train
 from onet.checkpoints import load_model_weights
-from onet.config import load_config, parse_override, set_key
+from onet.config import apply_overrides, load_config
 from onet.data import build_dataset
 from onet.models import build_model
 from tests.helpers import assert_close
@@ -22,10 +22,8 @@ from tests.onet.conftest import TINY_MODEL, tiny_args
 
 
 def tiny_config(dataset) -> dict:
-    cfg = load_config("configs/img/onet.yaml")
-    for item in [*TINY_MODEL, f"data.path={dataset}"]:
-        set_key(cfg, *parse_override(item))
-    return cfg
+    overrides = [*TINY_MODEL, f"data.path={dataset}"]
+    return apply_overrides(load_config("configs/img/onet.yaml"), overrides)
 
 
 def test_eval_writes_per_object_and_class_tables_that_match_the_network(tiny_shapenet, tmp_path):

@@ -15,7 +15,7 @@ from scipy.spatial import cKDTree
 
 from geomkit.errors import InputError, OutputExistsError
 from geomkit.io import read_mesh, write_off
-from geomkit.mesh import contains, sample_surface
+from geomkit.mesh import sample_surface
 from geomkit.structures import TriMesh
 from onet.evaluation import EMPTY_PCL_DICT, MeshEvaluator, class_means, write_csv, write_pickle
 from tests.helpers import assert_close
@@ -59,6 +59,22 @@ def sphere_ground_truth(n_surface=3000, n_iou=4000, radius=0.3, seed=0):
     return (radius * normals).astype(np.float32), normals.astype(np.float32), points_iou, occ
 
 
+def winding_numbers(mesh: TriMesh, points: np.ndarray, chunk: int = 256) -> np.ndarray:
+    """Generalised winding numbers (sum of the faces' signed solid angles over 4 pi, by Van
+    Oosterom and Strackee's formula): 1 inside and 0 outside a closed mesh."""
+    corners = mesh.vertices[mesh.faces]
+    numbers = []
+    for start in range(0, len(points), chunk):
+        rel = corners[None] - points[start : start + chunk, None, None].astype(np.float64)
+        a, b, c = rel[:, :, 0], rel[:, :, 1], rel[:, :, 2]
+        la, lb, lc = (np.linalg.norm(x, axis=-1) for x in (a, b, c))
+        dot = lambda x, y: np.einsum("pfk,pfk->pf", x, y)  # noqa: E731
+        numerator = dot(a, np.cross(b, c))
+        denominator = la * lb * lc + dot(a, b) * lc + dot(b, c) * la + dot(c, a) * lb
+        numbers.append(np.arctan2(numerator, denominator).sum(axis=1) / (2 * np.pi))
+    return np.concatenate(numbers)
+
+
 def independent_metrics(mesh, gt_points, gt_normals, points_iou, occ, seed=0) -> dict:
     """The metrics from their definitions, on the samples the evaluator draws (seed 0)."""
     pred, pred_normals = sample_surface(mesh, N_SAMPLES, seed=seed)
@@ -69,7 +85,7 @@ def independent_metrics(mesh, gt_points, gt_normals, points_iou, occ, seed=0) ->
     unit_pred = pred_normals / np.linalg.norm(pred_normals, axis=1, keepdims=True)
     normals_comp = np.abs(np.sum(unit_gt * unit_pred[i_comp], axis=1)).mean()
     normals_acc = np.abs(np.sum(unit_pred * unit_gt[i_acc], axis=1)).mean()
-    inside = contains(mesh, points_iou)
+    inside = winding_numbers(mesh, points_iou) > 0.5
     truth = occ >= 0.5
     return {
         "completeness": d_comp.mean(),
@@ -208,8 +224,11 @@ def test_eval_mesh_on_the_bunny_matches_independent_computation(shared_data):
         bunny, gt_points, gt_normals, points_iou, occ
     )
     expected = independent_metrics(bunny, gt_points, gt_normals, points_iou, occ)
-    for key in KEYS:
+    for key in KEYS[:-1]:
         assert_close(result[key], expected[key], rtol=1e-6, what=key)
+    # This bunny is open (holes under it): inside is ill-defined near the holes, where the
+    # parity rays and the winding number may disagree (8 of the 4000 points here).
+    assert KEYS[-1] == "iou" and abs(result["iou"] - expected["iou"]) < 0.01
 
 
 def write_dataset(root, objects: dict[str, list[str]], names: dict[str, str]) -> None:

@@ -18,7 +18,7 @@ import onet.build_dataset as dataset_builder
 from geomkit.metrics import occupancy_iou
 from onet import eval_meshes, generate, train
 from onet.checkpoints import load_model_weights
-from onet.config import load_config, parse_override, set_key
+from onet.config import apply_overrides, load_config
 from onet.data import build_dataset
 from onet.generation import Generator3D
 from onet.models import build_model
@@ -49,10 +49,17 @@ def sets(*items: str) -> list[str]:
 
 
 def config(dataset, out_dir, *extra: str) -> dict:
-    cfg = load_config("configs/img/onet.yaml")
-    for item in [*MODEL, f"data.path={dataset}", f"training.out_dir={out_dir}", *extra]:
-        set_key(cfg, *parse_override(item))
-    return cfg
+    overrides = [*MODEL, f"data.path={dataset}", f"training.out_dir={out_dir}", *extra]
+    return apply_overrides(load_config("configs/img/onet.yaml"), overrides)
+
+
+def build_procedural(root, per_class: int, resolution: int, points: int, surface: int):
+    """onet.build_dataset on procedural meshes of CLASSES; 15% val and 25% test per class."""
+    meshes = write_class_meshes(root / "meshes", CLASSES, per_class, resolution=resolution)
+    argv = [str(meshes), str(root / "ShapeNet"), "--no-fusion", "--points", str(points)]
+    argv += ["--pointcloud-size", str(surface), "--val", "0.15", "--test", "0.25"]
+    assert dataset_builder.main(argv) == 0
+    return root / "ShapeNet"
 
 
 def trained_network(cfg: dict, checkpoint) -> torch.nn.Module:
@@ -83,13 +90,7 @@ def network_ious(model, dataset) -> tuple[np.ndarray, np.ndarray]:
 @pytest.fixture(scope="module")
 def acceptance_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("onet_acceptance")
-    meshes = write_class_meshes(root / "meshes", CLASSES, 30, resolution=48)
-    built = dataset_builder.main(
-        [str(meshes), str(root / "ShapeNet"), "--no-fusion", "--points", "20000"]
-        + ["--pointcloud-size", "20000", "--val", "0.15", "--test", "0.25"]
-    )
-    assert built == 0
-    dataset, out = root / "ShapeNet", root / "out"
+    dataset, out = build_procedural(root, 30, 48, 20000, 20000), root / "out"
     argv = ["configs/img/onet.yaml", "--no-cuda", "--no-pretrained", "--max-iterations", "500"]
     overrides = [*MODEL, *TRAINING, f"data.path={dataset}", f"training.out_dir={out}"]
     assert train.main([*argv, *sets(*overrides)]) == 0
@@ -143,15 +144,8 @@ def test_mise_gives_the_dense_mesh_with_4x_fewer_queries(acceptance_run):
 
 @pytest.fixture(scope="module")
 def small_shapenet(tmp_path_factory):
-    """3 classes x 12 objects, 4000 points each: 27 to train on, 9 held out."""
-    root = tmp_path_factory.mktemp("onet_small")
-    meshes = write_class_meshes(root / "meshes", CLASSES, 12, resolution=24)
-    built = dataset_builder.main(
-        [str(meshes), str(root / "ShapeNet"), "--no-fusion", "--points", "4000"]
-        + ["--pointcloud-size", "1000", "--val", "0.15", "--test", "0.25"]
-    )
-    assert built == 0
-    return root / "ShapeNet"
+    """3 classes x 12 objects, 4000 points each: 24 to train on, 3 to validate, 9 held out."""
+    return build_procedural(tmp_path_factory.mktemp("onet_small"), 12, 24, 4000, 1000)
 
 
 def test_small_run_learns_held_out_shapes_from_their_images(small_shapenet, tmp_path):
@@ -162,9 +156,8 @@ def test_small_run_learns_held_out_shapes_from_their_images(small_shapenet, tmp_
     out = tmp_path / "small"
     argv = [*tiny_args(small_shapenet, out, *small), "--max-iterations", "200"]
     assert train.main(argv) == 0
-    cfg = load_config("configs/img/onet.yaml")
-    for item in [*small, "data.img_size=32", f"data.path={small_shapenet}"]:
-        set_key(cfg, *parse_override(item))
+    overrides = [*small, "data.img_size=32", f"data.path={small_shapenet}"]
+    cfg = apply_overrides(load_config("configs/img/onet.yaml"), overrides)
     model = trained_network(cfg, out / "model.pt")
     own, other = network_ious(model, build_dataset(cfg, "test", return_category=True))
     print(f"held-out IoU {own.mean():.4f}, with another class's image {other.mean():.4f}")

@@ -5,9 +5,12 @@ Two occupancy functions: an analytic torus (a closed-form logit field: the cost 
 bookkeeping) and ONet's image model built from configs/img/onet.yaml with random weights
 (UNTRAINED: its surface is not an object's; at the config's threshold 0.2 it may have none, so a
 second row puts the threshold at the model's median occupancy to force a surface through the
-box). The case names give the network queries of each method.
+box). With --checkpoint instead, a trained image model on one held-out object of each class of
+its dataset (the config overrides in --set name the model and the dataset), written to its own
+section. The case names give the network queries of each method.
 
 Run: python -m tools.bench.bm_onet_generation [--quick]
+     [--checkpoint CKPT --about TEXT --set KEY=VALUE ...]
 """
 
 from __future__ import annotations
@@ -17,7 +20,9 @@ import os
 
 import torch
 
-from onet.config import load_config
+from onet.checkpoints import load_model_weights
+from onet.config import apply_overrides, load_config
+from onet.data import build_dataset
 from onet.generation import Generator3D
 from onet.models import build_model
 from tests.onet.test_generation import Analytic, torus_distance
@@ -77,31 +82,60 @@ def add_case(table: Table, name: str, model, data, threshold: float, dense: bool
     table.add(f"{label}; MISE run: {split}", times)
 
 
-def run(device: str, quick: bool) -> Table:
-    if device != "cpu":
-        raise SystemExit("bm_onet_generation times the CPU path only")
-    table = Table(
-        "ONet mesh generation per object, cpu",
+def trained_cases(table: Table, checkpoint: str, overrides: list[str], quick: bool) -> None:
+    """One held-out object of each class, through a trained image model."""
+    cfg = apply_overrides(load_config("configs/img/onet.yaml"), overrides)
+    model = build_model(cfg)
+    load_model_weights(model, checkpoint)
+    test_set = build_dataset(cfg, "test")
+    firsts = {}
+    for index in range(len(test_set)):
+        firsts.setdefault(test_set.models[index]["category"], index)
+    model_name = f"img ONet trained (c_dim {cfg['model']['c_dim']}, hidden "
+    model_name += f"{cfg['model']['decoder_kwargs'].get('hidden_size', 256)})"
+    for category, index in firsts.items():
+        data = {"inputs": torch.as_tensor(test_set[index]["inputs"])[None]}
+        name = f"{model_name}, {category}/{test_set.models[index]['model']}, threshold 0.2"
+        add_case(table, name, model.eval(), data, 0.2, not quick)
+
+
+def new_table(quick: bool, what: str, title: str = "ONet mesh generation per object, cpu") -> Table:
+    return Table(
+        title,
         COLUMNS[0],
         COLUMNS,
         notes=f"Load average (1, 5, 15 min) before timing: {load_average()}. Padding 0.1, "
-        "100k points per network call, no refinement or simplification. The image model is "
-        "UNTRAINED (random weights, seed 0): its timings show the network's cost per query, "
-        "not a real shape." + (" Quick run: dense skipped for the network." if quick else ""),
+        f"100k points per network call, no refinement or simplification. {what}"
+        + (" Quick run: dense skipped for the network." if quick else ""),
+    )
+
+
+def run(device: str, quick: bool) -> Table:
+    """The analytic torus and the untrained image model (what make bench refreshes)."""
+    if device != "cpu":
+        raise SystemExit("bm_onet_generation times the CPU path only")
+    table = new_table(
+        quick,
+        "'untrained': the config's image model with random weights (seed 0), whose timings "
+        "show the network's cost per query, not a real shape.",
     )
     add_case(table, "analytic torus, threshold 0.2", torus_model(), {}, 0.2, dense=True)
     model, data = image_model()
     add_case(table, "img ONet untrained, threshold 0.2", model, data, 0.2, dense=False)
     median = median_occupancy(model, data)
-    add_case(
-        table,
-        f"img ONet untrained, threshold {median:.4f} (median)",
-        model,
-        data,
-        median,
-        not quick,
+    name = f"img ONet untrained, threshold {median:.4f} (median)"
+    add_case(table, name, model, data, median, not quick)
+    table.notes += f" Load average after: {load_average()}."
+    return table
+
+
+def run_trained(checkpoint: str, overrides: list[str], about: str, quick: bool) -> Table:
+    """A trained image model on one held-out object of each class (its own section)."""
+    table = new_table(
+        quick, f"Model: {about}.", "ONet mesh generation per object, trained image model, cpu"
     )
-    table.notes += f" Load average after: {load_average()} (other jobs share the machine)."
+    trained_cases(table, checkpoint, overrides, quick)
+    table.notes += f" Load average after: {load_average()}."
     return table
 
 
@@ -112,10 +146,19 @@ def load_average() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="no dense network run, no file update")
+    parser.add_argument("--checkpoint", help="time this trained image model instead")
+    parser.add_argument("--about", default="a trained image model", help="what --checkpoint is")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="config overrides"
+    )
     args = parser.parse_args()
-    table = run("cpu", args.quick)
+    if args.checkpoint is None:
+        table, section = run("cpu", args.quick), f"{SECTION}-cpu"
+    else:
+        table = run_trained(args.checkpoint, args.set, args.about, args.quick)
+        section = f"{SECTION}-trained-cpu"
     if not args.quick:
-        write_section(f"{SECTION}-cpu", table.markdown("cpu"))
+        write_section(section, table.markdown("cpu"))
 
 
 if __name__ == "__main__":

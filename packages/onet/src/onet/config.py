@@ -10,7 +10,7 @@ file, except the few keys the authors' configs carry but no code reads (DEAD_KEY
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import yaml
@@ -114,3 +114,21 @@ def parse_override(text: str) -> tuple[str, object]:
     except yaml.YAMLError as err:
         raise ConfigError(f"override {text!r}: the value is not valid YAML") from err
     return key.strip(), value
+
+
+def add_override_argument(parser, example: str) -> None:
+    """The repeatable ``--set section.key=value`` option of every onet command."""
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"override a config key, e.g. {example} (repeatable)",
+    )
+
+
+def apply_overrides(config: dict, overrides: Sequence[str]) -> dict:
+    """Apply ``section.key=value`` strings in order; returns the config."""
+    for override in overrides:
+        set_key(config, *parse_override(override))
+    return config

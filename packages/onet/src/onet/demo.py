@@ -26,7 +26,7 @@ from geomkit.io import check_can_write, prepare_output_dir, write_obj, write_ply
 from geomkit.log import progress
 from geomkit.viz import scene_figure
 from onet.checkpoints import load_model_weights
-from onet.config import load_config, parse_override, set_key
+from onet.config import add_override_argument, apply_overrides, load_config
 from onet.data.transforms import to_tensor
 from onet.generation import get_generator
 from onet.models import build_model
@@ -78,19 +78,11 @@ def main(argv=None) -> int:
     parser.add_argument("--checkpoint", required=True, help="trained image model (.pt)")
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--config", default=DEMO_CONFIG, help=f"config (default {DEMO_CONFIG})")
-    parser.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config key, e.g. generation.refinement_step=0",
-    )
+    add_override_argument(parser, "generation.refinement_step=0")
     parser.add_argument("--no-cuda", action="store_true")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     args = parser.parse_args(argv)
-    cfg = load_config(args.config)
-    for override in args.set:
-        set_key(cfg, *parse_override(override))
+    cfg = apply_overrides(load_config(args.config), args.set)
     device = torch.device("cuda" if torch.cuda.is_available() and not args.no_cuda else "cpu")
     images = [Path(p) for p in args.images]
     inputs = [load_image(p, cfg["data"]["img_size"]) for p in images]  # all checked first

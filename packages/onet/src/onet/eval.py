@@ -23,7 +23,7 @@ from geomkit.errors import ArgumentParser, run_main
 from geomkit.io import check_can_write
 from geomkit.log import progress
 from onet.checkpoints import load_model_weights, resolve_model_file
-from onet.config import load_config, parse_override, set_key
+from onet.config import add_override_argument, apply_overrides, load_config
 from onet.data import build_dataset
 from onet.evaluation import class_means, format_table, write_csv, write_pickle
 from onet.generate import category_names
@@ -38,9 +38,7 @@ def parse_args(argv):
     parser.add_argument("config", help="config file, e.g. configs/img/onet_pretrained.yaml")
     parser.add_argument("--no-cuda", action="store_true", help="run on the CPU")
     parser.add_argument("--checkpoint", help="model file to load instead of test.model_file")
-    parser.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key"
-    )
+    add_override_argument(parser, "test.threshold=0.3")
     parser.add_argument("--overwrite", action="store_true", help="replace existing result files")
     return parser.parse_args(argv)
 
@@ -61,9 +59,7 @@ def evaluate_objects(trainer: Trainer, dataset) -> list[dict]:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    cfg = load_config(args.config)
-    for override in args.set:
-        set_key(cfg, *parse_override(override))
+    cfg = apply_overrides(load_config(args.config), args.set)
     device = torch.device("cuda" if torch.cuda.is_available() and not args.no_cuda else "cpu")
     out_dir = Path(cfg["training"]["out_dir"])
     for name in OUTPUTS:

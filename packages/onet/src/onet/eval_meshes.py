@@ -27,7 +27,7 @@ from pathlib import Path
 from geomkit.errors import ArgumentParser, InputError, run_main
 from geomkit.io import check_can_write, read_mesh, read_point_cloud
 from geomkit.log import progress
-from onet.config import load_config, parse_override, set_key
+from onet.config import add_override_argument, apply_overrides, load_config
 from onet.data import ShapeNetDataset
 from onet.data.fields import IndexField, PointCloudField, PointsField
 from onet.evaluation import (
@@ -49,13 +49,7 @@ def parse_args(argv):
     parser.add_argument(
         "--eval_input", action="store_true", help="evaluate the copied inputs instead"
     )
-    parser.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config key, e.g. generation.generation_dir=pretrained (repeatable)",
-    )
+    add_override_argument(parser, "generation.generation_dir=pretrained")
     parser.add_argument("--overwrite", action="store_true", help="replace existing result files")
     return parser.parse_args(argv)
 
@@ -153,9 +147,7 @@ def with_paper_chamfer(table: list[dict]) -> list[dict]:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    cfg = load_config(args.config)
-    for override in args.set:
-        set_key(cfg, *parse_override(override))
+    cfg = apply_overrides(load_config(args.config), args.set)
     generation_dir = Path(cfg["training"]["out_dir"]) / cfg["generation"]["generation_dir"]
     stem = "eval_input" if args.eval_input else "eval_meshes"
     outputs = [generation_dir / f"{stem}{suffix}" for suffix in ("_full.pkl", "_full.csv", ".csv")]

@@ -41,7 +41,7 @@ from geomkit.io import (
 from geomkit.log import progress
 from geomkit.structures import TriMesh
 from onet.checkpoints import load_model_weights, resolve_model_file
-from onet.config import load_config, parse_override, set_key
+from onet.config import add_override_argument, apply_overrides, load_config
 from onet.data import build_dataset
 from onet.evaluation import class_means, format_table, write_csv, write_pickle
 from onet.generation import get_generator
@@ -53,24 +53,11 @@ def parse_args(argv):
     parser.add_argument("config", help="config file, e.g. configs/img/onet_pretrained.yaml")
     parser.add_argument("--no-cuda", action="store_true", help="run on the CPU")
     parser.add_argument("--checkpoint", help="model file to load instead of test.model_file")
-    parser.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config key, e.g. generation.resolution_0=64 (repeatable)",
-    )
+    add_override_argument(parser, "generation.resolution_0=64")
     parser.add_argument(
         "--overwrite", action="store_true", help="replace an existing generation folder's files"
     )
     return parser.parse_args(argv)
-
-
-def configure(args) -> dict:
-    cfg = load_config(args.config)
-    for override in args.set:
-        set_key(cfg, *parse_override(override))
-    return cfg
 
 
 def category_names(dataset, category_id: str) -> tuple[str, str]:
@@ -210,7 +197,7 @@ def write_timings(generation_dir: Path, rows: list[dict]) -> list[dict]:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    cfg = configure(args)
+    cfg = apply_overrides(load_config(args.config), args.set)
     device = torch.device("cuda" if torch.cuda.is_available() and not args.no_cuda else "cpu")
     out_dir = Path(cfg["training"]["out_dir"])
     generation_dir = out_dir / cfg["generation"]["generation_dir"]

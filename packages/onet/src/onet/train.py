@@ -20,7 +20,13 @@ from geomkit import dist as gdist
 from geomkit.errors import ArgumentParser, ConfigError, run_main
 from geomkit.log import Board, progress, text_logger
 from onet.checkpoints import load_imagenet_encoder, restore_training, save_training
-from onet.config import load_config, parse_override, set_key
+from onet.config import (
+    add_override_argument,
+    apply_overrides,
+    load_config,
+    parse_override,
+    set_key,
+)
 from onet.data import build_dataset
 from onet.models import build_model
 from onet.training import EpochBatchSampler, Objective, Trainer, eval_batches
@@ -61,13 +67,7 @@ def parse_args(argv):
         action="store_true",
         help="train the image encoder from random initialisation",
     )
-    parser.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config key, e.g. training.batch_size=32 (repeatable)",
-    )
+    add_override_argument(parser, "training.batch_size=32")
     for flag in SHORT_FLAGS:
         parser.add_argument(f"--{flag}", help=f"sets {SHORT_FLAGS[flag]}")
     parser.add_argument("--output_path", help="with --exp_name: training.out_dir")
@@ -85,8 +85,7 @@ def configure(args) -> dict:
         cfg["training"]["out_dir"] = str(
             Path(args.output_path or "out") / (args.exp_name or "onet")
         )
-    for override in args.set:
-        set_key(cfg, *parse_override(override))
+    apply_overrides(cfg, args.set)
     if args.max_iterations is not None:
         cfg["training"]["max_iterations"] = args.max_iterations
     if args.num_workers is not None:
