@@ -13,7 +13,7 @@ PACKAGES    := $(wildcard packages/*)
 STAMP       := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: setup test test-slow lint format ext bench demo clean
+.PHONY: setup test test-slow lint format ext bench demo demo-geomkit demo-onet clean
 
 setup: $(STAMP)
 
@@ -46,8 +46,42 @@ bench: $(STAMP)
 
 BUNNY := $(wildcard ../shared/data/meshes/bunny.obj)
 
-demo: $(STAMP)
+demo: demo-geomkit demo-onet
+
+demo-geomkit: $(STAMP)
 	$(PY) -m geomkit.demo --out outputs/demo --overwrite $(if $(BUNNY),--mesh $(BUNNY))
+
+# onet end to end in about two minutes on a CPU: procedural classes -> ShapeNet layout -> a small
+# image model -> test-split meshes and metrics -> demo page on held-out renders. With the authors'
+# checkpoint in ONET_CKPT, also the full model on the real demo images.
+ONET_OUT    := outputs/onet
+ONET_SMALL  := --set data.path=$(ONET_OUT)/ShapeNet --set training.out_dir=$(ONET_OUT)/train \
+               --set data.img_size=32 --set model.c_dim=32 --set model.decoder_kwargs.hidden_size=32
+ONET_CKPT   ?= data/onet/onet_img2mesh_3-f786b04a.pt
+ONET_IMAGES := $(wildcard ../shared/data/onet/demo/*.jpg)
+
+demo-onet: $(STAMP)
+	$(PY) -m onet.synthetic $(ONET_OUT)/meshes --classes sphere,box,torus --per-class 12 \
+		--resolution 32 --overwrite
+	$(PY) -m onet.build_dataset $(ONET_OUT)/meshes $(ONET_OUT)/ShapeNet --no-fusion --points 4000 \
+		--pointcloud-size 4000 --val 0.15 --test 0.25 --overwrite
+	$(PY) -m onet.train configs/img/onet.yaml --no-cuda --no-pretrained --max-iterations 200 \
+		$(ONET_SMALL) --set training.batch_size=8 --set data.points_subsample=512 \
+		--set training.learning_rate=0.001 --set training.visualize_every=0
+	$(PY) -m onet.generate configs/img/onet.yaml --no-cuda --overwrite $(ONET_SMALL) \
+		--checkpoint $(ONET_OUT)/train/model.pt
+	$(PY) -m onet.eval_meshes configs/img/onet.yaml --overwrite $(ONET_SMALL)
+	$(PY) -m onet.demo $$(for c in $(ONET_OUT)/ShapeNet/0*/; do \
+		echo $$c$$(head -n1 $$c/test.lst)/img_choy2016/000.jpg; done) \
+		--config configs/img/onet.yaml $(ONET_SMALL) --no-cuda --overwrite \
+		--set generation.simplify_nfaces=5000 --checkpoint $(ONET_OUT)/train/model.pt \
+		--out $(ONET_OUT)/demo_small
+ifneq ($(wildcard $(ONET_CKPT)),)
+	$(PY) -m onet.demo $(ONET_IMAGES) --checkpoint $(ONET_CKPT) --out $(ONET_OUT)/demo --overwrite
+else
+	@echo "onet: the authors' checkpoint is not at $(ONET_CKPT) (see packages/onet/README.md;" \
+		"ONET_CKPT=PATH to use another): the real-image demo was not run"
+endif
 
 clean:
 	rm -rf outputs .pytest_cache .ruff_cache

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from geomkit.errors import run_main
+from geomkit.errors import InputError, run_main
 from geomkit.io import read_mesh
 from onet import demo
 
@@ -109,3 +109,11 @@ def test_fresh_venv_install_runs_the_demo(shared_data, checkpoint, tmp_path):
     result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
     assert_demo_output(out, [f"{k:02d}" for k in range(len(images))])
+
+
+def test_output_names_stay_unique_when_stems_repeat():
+    renders = [Path(f"ShapeNet/{c}/{m}/img_choy2016/000.jpg") for c, m in (("1", "a"), ("2", "b"))]
+    assert demo.output_names(renders) == ["a_img_choy2016_000", "b_img_choy2016_000"]
+    assert demo.output_names([Path("x/00.jpg"), Path("x/05.png")]) == ["00", "05"]
+    with pytest.raises(InputError, match="given twice"):
+        demo.output_names([Path("x/00.jpg"), Path("x/00.jpg")])

@@ -2,9 +2,10 @@
 
     python -m onet.demo IMAGES... --checkpoint CKPT --out DIR
 
-Writes DIR/meshes/<image stem>.obj and .ply (ONet's normalised frame) and DIR/index.html, one
-page showing each input beside an interactive view of its mesh. Settings come from the authors'
-demo config (30 refinement steps, simplification to 5000 faces) unless overridden.
+Writes DIR/meshes/<name>.obj and .ply (ONet's normalised frame; name: the image's stem, with
+its parent folders when stems repeat) and DIR/index.html, one page showing each input beside an
+interactive view of its mesh. Settings come from the authors' demo config (30 refinement steps,
+simplification to 5000 faces) unless overridden.
 
 Images are resized to 224x224 as the authors' demo did. Transparent images are composited onto
 white, the background of the training renders (the original pasted them onto black).
@@ -46,6 +47,17 @@ def load_image(path: Path, size: int) -> tuple[torch.Tensor, Image.Image]:
     return to_tensor(rgb.resize((size, size), Image.BILINEAR)), rgb
 
 
+def output_names(paths: list[Path]) -> list[str]:
+    """File stems, or as many trailing path parts as make them unique (ONet's renders are all
+    img_choy2016/000.jpg), joined by '_'."""
+    longest = max(len(p.parts) for p in paths)
+    for depth in range(1, longest + 1):
+        names = ["_".join(p.with_suffix("").parts[-depth:]) for p in paths]
+        if len(set(names)) == len(names):
+            return names
+    raise InputError(f"an image is given twice: {sorted(map(str, paths))}")
+
+
 def image_data_uri(image: Image.Image) -> str:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
@@ -85,6 +97,7 @@ def main(argv=None) -> int:
     cfg = apply_overrides(load_config(args.config), args.set)
     device = torch.device("cuda" if torch.cuda.is_available() and not args.no_cuda else "cpu")
     images = [Path(p) for p in args.images]
+    names = output_names(images)
     inputs = [load_image(p, cfg["data"]["img_size"]) for p in images]  # all checked first
     check_can_write(args.out, args.overwrite)
     model = build_model(cfg).to(device)
@@ -92,16 +105,17 @@ def main(argv=None) -> int:
     generator = get_generator(model, cfg, device)
     out = prepare_output_dir(args.out, args.overwrite)
     rows = []
-    for path, (tensor, shown) in progress(list(zip(images, inputs, strict=True)), desc="meshes"):
+    jobs = list(zip(images, names, inputs, strict=True))
+    for path, name, (tensor, shown) in progress(jobs, desc="meshes"):
         start = time.time()
         mesh, _ = generator.generate_mesh({"inputs": tensor[None]})
-        write_obj(out / "meshes" / f"{path.stem}.obj", mesh)
-        write_ply(out / "meshes" / f"{path.stem}.ply", mesh)
-        rows.append((path.stem, shown, mesh))
+        write_obj(out / "meshes" / f"{name}.obj", mesh)
+        write_ply(out / "meshes" / f"{name}.ply", mesh)
+        rows.append((name, shown, mesh))
         if len(mesh.faces) == 0:
-            print(f"{path.name}: no surface at threshold {generator.threshold} (empty mesh)")
+            print(f"{path}: no surface at threshold {generator.threshold} (empty mesh)")
         else:
-            print(f"{path.name}: {len(mesh.faces)} faces in {time.time() - start:.1f} s")
+            print(f"{path}: {len(mesh.faces)} faces in {time.time() - start:.1f} s")
     write_page(out / "index.html", rows)
     print(f"wrote {len(rows)} meshes to {out / 'meshes'} and {out / 'index.html'}")
     return 0
