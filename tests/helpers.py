@@ -2,8 +2,26 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import torch
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def torchrun(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    """``python -m torch.distributed.run --standalone --nproc_per_node 2 ARGS`` in the repository
+    root, one thread per process, the repository importable (for tests.* workers)."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    command += ["--nproc_per_node", "2", *args]
+    return subprocess.run(
+        command, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def assert_close(actual, expected, atol: float = 0.0, rtol: float = 0.0, what: str = "") -> None:

@@ -2,39 +2,20 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import torch
 
 from geomkit import dist
 from tests.geomkit.ddp_worker import model_and_batch
-from tests.helpers import assert_close
+from tests.helpers import assert_close, torchrun
 
 WORKER = Path(__file__).with_name("ddp_worker.py")
 
 
 def test_two_cpu_processes_give_the_single_process_gradient(tmp_path):
     out = tmp_path / "grads.pt"
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(WORKER.parents[2]))
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            "--nproc_per_node",
-            "2",
-            str(WORKER),
-            str(out),
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    run = torchrun(str(WORKER), str(out), timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     result = torch.load(out, weights_only=True)
     assert result["world"] == 2

@@ -17,7 +17,7 @@ from geomkit.checkpoint import load_checkpoint
 from onet import train
 from onet.config import load_config
 from onet.data import build_dataset
-from tests.helpers import assert_close
+from tests.helpers import assert_close, torchrun
 from tests.onet.conftest import tiny_args
 
 REPO = Path(__file__).resolve().parents[2]
@@ -110,20 +110,6 @@ def test_resume_after_a_kill_reproduces_the_uninterrupted_run(tiny_shapenet, tmp
     expected, resumed = parameters(straight / "model.pt"), parameters(killed / "model.pt")
     for key, value in expected.items():
         assert torch.equal(resumed[key], value), key
-
-
-def torchrun(*args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node",
-        "2",
-        *args,
-    ]
-    return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
 
 
 def test_torchrun_two_cpu_processes_give_the_single_process_gradient(tiny_shapenet, tmp_path):

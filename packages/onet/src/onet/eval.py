@@ -22,12 +22,10 @@ import torch
 from geomkit.errors import ArgumentParser, run_main
 from geomkit.io import check_can_write
 from geomkit.log import progress
-from onet.checkpoints import load_model_weights, resolve_model_file
 from onet.config import add_override_argument, apply_overrides, load_config
 from onet.data import build_dataset
 from onet.evaluation import class_means, format_table, write_csv, write_pickle
-from onet.generate import category_names
-from onet.models import build_model
+from onet.generate import category_names, load_test_model
 from onet.training import Objective, Trainer
 
 OUTPUTS = ("eval_full.pkl", "eval_full.csv", "eval.csv")
@@ -65,10 +63,7 @@ def main(argv=None) -> int:
     for name in OUTPUTS:
         check_can_write(out_dir / name, args.overwrite)
     dataset = build_dataset(cfg, "test")
-    model = build_model(cfg, dataset_size=len(dataset))
-    checkpoint = resolve_model_file(cfg, args.checkpoint)
-    load_model_weights(model, checkpoint)
-    model.to(device)
+    model, checkpoint = load_test_model(cfg, args.checkpoint, len(dataset), device)
     threshold, sample = cfg["test"]["threshold"], cfg["training"]["eval_sample"]
     trainer = Trainer(Objective(model), None, device, threshold, sample)
     print(f"{len(dataset)} test objects, checkpoint {checkpoint}")

@@ -60,6 +60,17 @@ def parse_args(argv):
     return parser.parse_args(argv)
 
 
+def load_test_model(
+    cfg: dict, given: str | None, dataset_size: int, device: torch.device
+) -> tuple[torch.nn.Module, Path]:
+    """The config's model with the weights of ``given`` or test.model_file (see
+    resolve_model_file), on ``device`` in eval mode, and the file it came from."""
+    model = build_model(cfg, dataset_size=dataset_size)
+    checkpoint = resolve_model_file(cfg, given)
+    load_model_weights(model, checkpoint)
+    return model.to(device).eval(), checkpoint
+
+
 def category_names(dataset, category_id: str) -> tuple[str, str]:
     """(class name, vis folder name) of a category, as the authors name them."""
     name = dataset.metadata.get(category_id, {}).get("name", "n/a")
@@ -203,10 +214,8 @@ def main(argv=None) -> int:
     generation_dir = out_dir / cfg["generation"]["generation_dir"]
     check_can_write(generation_dir, args.overwrite)
     dataset = build_dataset(cfg, "test", return_idx=True, return_category=True)
-    model = build_model(cfg, dataset_size=len(dataset))
-    checkpoint = resolve_model_file(cfg, args.checkpoint)
-    load_model_weights(model, checkpoint)
-    generator = get_generator(model.to(device).eval(), cfg, device)
+    model, checkpoint = load_test_model(cfg, args.checkpoint, len(dataset), device)
+    generator = get_generator(model, cfg, device)
     prepare_output_dir(generation_dir, args.overwrite)
     if cfg["generation"]["generate_pointcloud"]:
         print(
