@@ -9,14 +9,12 @@ Run: python -m tools.bench.bm_fps [--quick] [--device cuda]
 
 from __future__ import annotations
 
-import argparse
-
 import torch
 
 from geomkit.ops._reference import fps as reference
 from geomkit.ops.fps import sample_farthest_points
 from tools.bench.bm_knn import sphere_points
-from tools.bench.harness import Table, median_seconds, write_section
+from tools.bench.harness import Table, bench_main, median_seconds
 
 SECTION = "fps"  # its part of BENCHMARKS.md
 
@@ -60,15 +58,5 @@ def run(device: str, quick: bool) -> Table:
     return table
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--quick", action="store_true", help="first sizes only, no file update")
-    args = parser.parse_args()
-    table = run(args.device, args.quick)
-    if not args.quick:
-        write_section(f"{SECTION}-{args.device}", table.markdown(args.device))
-
-
 if __name__ == "__main__":
-    main()
+    bench_main(__doc__, run, SECTION, "first sizes only")

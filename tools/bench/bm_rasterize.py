@@ -11,7 +11,6 @@ Run: python -m tools.bench.bm_rasterize [--quick] [--device cuda]
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 
@@ -24,7 +23,7 @@ from geomkit.ops._reference import rasterize as reference
 from geomkit.ops.rasterize import rasterize_triangles
 from tests.conftest import SHARED_DATA
 from tests.geomkit.test_rasterize import cameras_at, icosphere
-from tools.bench.harness import Table, median_seconds, write_section
+from tools.bench.harness import Table, bench_main, median_seconds
 
 SECTION = "rasterize"  # its part of BENCHMARKS.md
 
@@ -147,15 +146,5 @@ def run(device: str, quick: bool) -> Table:
     return table
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--quick", action="store_true", help="first cases only, no file update")
-    args = parser.parse_args()
-    table = run(args.device, args.quick)
-    if not args.quick and table.rows:
-        write_section(f"{SECTION}-{args.device}", table.markdown(args.device))
-
-
 if __name__ == "__main__":
-    main()
+    bench_main(__doc__, run, SECTION, "first cases only")

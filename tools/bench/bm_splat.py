@@ -10,14 +10,12 @@ Run: python -m tools.bench.bm_splat [--quick] [--device cuda]
 
 from __future__ import annotations
 
-import argparse
-
 import torch
 
 from geomkit.cameras import Cameras
 from geomkit.ops._reference import splat as reference
 from geomkit.ops.splat import NPBGPP_SCALES, scale_coordinates, splat_points_multiscale
-from tools.bench.harness import Table, median_seconds, write_section
+from tools.bench.harness import Table, bench_main, median_seconds
 
 SECTION = "splat"  # its part of BENCHMARKS.md
 
@@ -85,15 +83,5 @@ def run(device: str, quick: bool) -> Table:
     return table
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--quick", action="store_true", help="batch 1 only, no file update")
-    args = parser.parse_args()
-    table = run(args.device, args.quick)
-    if not args.quick:
-        write_section(f"{SECTION}-{args.device}", table.markdown(args.device))
-
-
 if __name__ == "__main__":
-    main()
+    bench_main(__doc__, run, SECTION, "batch 1 only")

@@ -4,6 +4,7 @@ inputs; results printed and written into BENCHMARKS.md, replacing that benchmark
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 import statistics
@@ -121,3 +122,15 @@ def write_section(name: str, body: str, path: Path = BENCHMARKS_MD) -> None:
     else:
         text = text.rstrip("\n") + "\n\n" + block
     path.write_text(text)
+
+
+def bench_main(doc: str, run: Callable[[str, bool], Table], section: str, quick_help: str) -> None:
+    """The command line of a benchmark module: ``--device`` (default cpu) and ``--quick`` (fewer
+    cases, BENCHMARKS.md left alone); otherwise the table replaces ``<section>-<device>``."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--quick", action="store_true", help=f"{quick_help}, no file update")
+    args = parser.parse_args()
+    table = run(args.device, args.quick)
+    if not args.quick and table.rows:
+        write_section(f"{section}-{args.device}", table.markdown(args.device))

@@ -13,6 +13,7 @@ from typing import NamedTuple
 import torch
 
 from geomkit.ext import geomkit_extension
+from geomkit.ops._checks import check_lengths
 from geomkit.ops._reference.ball_query import ball_query as reference_ball_query
 
 _autograd_registered = False
@@ -64,8 +65,8 @@ def ball_query(
         respect to p2.
     """
     _check_points(p1, p2, K, radius)
-    lengths1 = _check_lengths(lengths1, p1, "lengths1")
-    lengths2 = _check_lengths(lengths2, p2, "lengths2")
+    lengths1 = check_lengths(lengths1, *p1.shape[:2], p1.device, "ball_query", "lengths1")
+    lengths2 = check_lengths(lengths2, *p2.shape[:2], p2.device, "ball_query", "lengths2")
     compute_dtype = p1.dtype if p1.dtype in (torch.float32, torch.float64) else torch.float32
     a, b = p1.to(compute_dtype).contiguous(), p2.to(compute_dtype).contiguous()
     if geomkit_extension().use_kernel("ball_query", p1.device):
@@ -126,21 +127,6 @@ def _check_points(p1: torch.Tensor, p2: torch.Tensor, K: int, radius: float) -> 
         or radius <= 0
     ):
         raise ValueError(f"ball_query: radius must be a number > 0, got {radius!r}")
-
-
-def _check_lengths(lengths: torch.Tensor | None, p: torch.Tensor, name: str) -> torch.Tensor:
-    N, P, _ = p.shape
-    if lengths is None:
-        return torch.full((N,), P, dtype=torch.int64, device=p.device)
-    if (
-        not isinstance(lengths, torch.Tensor)
-        or lengths.shape != (N,)
-        or lengths.is_floating_point()
-    ):
-        raise ValueError(f"ball_query: {name} must be an integer tensor of shape ({N},)")
-    if N and (int(lengths.min()) < 0 or int(lengths.max()) > P):
-        raise ValueError(f"ball_query: {name} must lie in [0, {P}]")
-    return lengths.to(device=p.device, dtype=torch.int64).contiguous()
 
 
 def _setup_context(ctx, inputs, output) -> None:

@@ -18,6 +18,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
+from geomkit.ops._checks import check_lengths
 from geomkit.ops.knn import knn_gather, knn_points
 
 # distance name -> knn_points norm that finds the nearest neighbour under it
@@ -215,19 +216,6 @@ def _check_clouds(x, y, x_lengths, y_lengths, x_normals, y_normals):
             raise ValueError(
                 f"chamfer_distance: {name} must have the shape of its points, {tuple(points.shape)}"
             )
-    return _check_lengths(x_lengths, x, "x_lengths"), _check_lengths(y_lengths, y, "y_lengths")
-
-
-def _check_lengths(lengths: torch.Tensor | None, p: torch.Tensor, name: str) -> torch.Tensor:
-    N, P, _ = p.shape
-    if lengths is None:
-        return torch.full((N,), P, dtype=torch.int64, device=p.device)
-    if (
-        not isinstance(lengths, torch.Tensor)
-        or lengths.shape != (N,)
-        or lengths.is_floating_point()
-    ):
-        raise ValueError(f"chamfer_distance: {name} must be an integer tensor of shape ({N},)")
-    if N and (int(lengths.min()) < 0 or int(lengths.max()) > P):
-        raise ValueError(f"chamfer_distance: {name} must lie in [0, {P}]")
-    return lengths.to(device=p.device, dtype=torch.int64).contiguous()
+    op = "chamfer_distance"
+    x_lengths = check_lengths(x_lengths, *x.shape[:2], x.device, op, "x_lengths")
+    return x_lengths, check_lengths(y_lengths, *y.shape[:2], y.device, op, "y_lengths")

@@ -13,6 +13,7 @@ import torch
 
 from geomkit.errors import InputError
 from geomkit.ext import geomkit_extension
+from geomkit.ops._checks import check_lengths
 from geomkit.ops._reference import fps as _reference_fps
 
 
@@ -65,7 +66,9 @@ def sample_farthest_points(
         InputError: a valid point has NaN or infinite coordinates.
     """
     _check_points(points)
-    lengths = _check_lengths(lengths, points)
+    lengths = check_lengths(
+        lengths, *points.shape[:2], points.device, "sample_farthest_points", "lengths"
+    )
     counts = _check_k(K, points)
     _check_finite(points, lengths)
     start_idxs = _start_indices(lengths, random_start_point, generator)
@@ -113,23 +116,6 @@ def _check_points(points: torch.Tensor) -> None:
         raise ValueError(
             f"sample_farthest_points: points must be floating point, got {points.dtype}"
         )
-
-
-def _check_lengths(lengths: torch.Tensor | None, points: torch.Tensor) -> torch.Tensor:
-    N, P, _ = points.shape
-    if lengths is None:
-        return torch.full((N,), P, dtype=torch.int64, device=points.device)
-    if (
-        not isinstance(lengths, torch.Tensor)
-        or lengths.shape != (N,)
-        or lengths.is_floating_point()
-    ):
-        raise ValueError(
-            f"sample_farthest_points: lengths must be an integer tensor of shape ({N},)"
-        )
-    if N and (int(lengths.min()) < 0 or int(lengths.max()) > P):
-        raise ValueError(f"sample_farthest_points: lengths must lie in [0, {P}]")
-    return lengths.to(device=points.device, dtype=torch.int64).contiguous()
 
 
 def _check_k(K, points: torch.Tensor) -> torch.Tensor:

@@ -12,6 +12,7 @@ import torch
 
 from geomkit.ext import geomkit_extension
 from geomkit.ops import _reference
+from geomkit.ops._checks import check_lengths, shape_of
 
 _autograd_registered = False
 
@@ -58,8 +59,8 @@ def knn_points(
     """
     del return_sorted
     _check_points(p1, p2, K, norm)
-    lengths1 = _check_lengths(lengths1, p1, "lengths1")
-    lengths2 = _check_lengths(lengths2, p2, "lengths2")
+    lengths1 = check_lengths(lengths1, *p1.shape[:2], p1.device, "knn_points", "lengths1")
+    lengths2 = check_lengths(lengths2, *p2.shape[:2], p2.device, "knn_points", "lengths2")
     compute_dtype = p1.dtype if p1.dtype in (torch.float32, torch.float64) else torch.float32
     a, b = p1.to(compute_dtype).contiguous(), p2.to(compute_dtype).contiguous()
     if geomkit_extension().use_kernel("knn_points", p1.device):
@@ -93,7 +94,7 @@ def knn_gather(
 def _check_points(p1: torch.Tensor, p2: torch.Tensor, K: int, norm: int) -> None:
     for name, p in (("p1", p1), ("p2", p2)):
         if not isinstance(p, torch.Tensor) or p.dim() != 3:
-            raise ValueError(f"knn_points: {name} must be a (N, P, D) tensor, got {_shape(p)}")
+            raise ValueError(f"knn_points: {name} must be a (N, P, D) tensor, got {shape_of(p)}")
         if not p.is_floating_point():
             raise ValueError(f"knn_points: {name} must be floating point, got {p.dtype}")
     if p1.shape[0] != p2.shape[0] or p1.shape[2] != p2.shape[2]:
@@ -106,25 +107,6 @@ def _check_points(p1: torch.Tensor, p2: torch.Tensor, K: int, norm: int) -> None
         raise ValueError(f"knn_points: K must be a positive int, got {K!r}")
     if norm not in (1, 2):
         raise ValueError(f"knn_points: norm must be 1 or 2, got {norm!r}")
-
-
-def _check_lengths(lengths: torch.Tensor | None, p: torch.Tensor, name: str) -> torch.Tensor:
-    N, P, _ = p.shape
-    if lengths is None:
-        return torch.full((N,), P, dtype=torch.int64, device=p.device)
-    if (
-        not isinstance(lengths, torch.Tensor)
-        or lengths.shape != (N,)
-        or lengths.is_floating_point()
-    ):
-        raise ValueError(f"knn_points: {name} must be an integer tensor of shape ({N},)")
-    if N and (int(lengths.min()) < 0 or int(lengths.max()) > P):
-        raise ValueError(f"knn_points: {name} must lie in [0, {P}]")
-    return lengths.to(device=p.device, dtype=torch.int64).contiguous()
-
-
-def _shape(x) -> str:
-    return str(tuple(x.shape)) if isinstance(x, torch.Tensor) else type(x).__name__
 
 
 def knn_points_backward(

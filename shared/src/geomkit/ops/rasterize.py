@@ -29,6 +29,7 @@ import torch
 from geomkit.cameras import Cameras
 from geomkit.errors import InputError
 from geomkit.ext import geomkit_extension
+from geomkit.ops._checks import is_int, shape_of
 from geomkit.ops._reference import rasterize as _reference
 
 _MAX_FACES = 1 << 32
@@ -151,7 +152,7 @@ def _check_verts_screen(verts_screen: torch.Tensor) -> None:
     ):
         raise ValueError(
             "rasterize_triangles: verts_screen must be a (N, V, 3) tensor, got "
-            f"{_shape(verts_screen)}"
+            f"{shape_of(verts_screen)}"
         )
     if not verts_screen.is_floating_point():
         raise ValueError(
@@ -161,7 +162,9 @@ def _check_verts_screen(verts_screen: torch.Tensor) -> None:
 
 def _check_faces(faces: torch.Tensor, n_vertices: int, device: torch.device) -> torch.Tensor:
     if not isinstance(faces, torch.Tensor) or faces.dim() != 2 or faces.shape[1] != 3:
-        raise ValueError(f"rasterize_triangles: faces must be a (F, 3) tensor, got {_shape(faces)}")
+        raise ValueError(
+            f"rasterize_triangles: faces must be a (F, 3) tensor, got {shape_of(faces)}"
+        )
     if faces.is_floating_point() or faces.is_complex() or faces.dtype == torch.bool:
         raise ValueError(f"rasterize_triangles: faces must hold integers, got {faces.dtype}")
     if faces.device != device:
@@ -182,7 +185,7 @@ def _check_image_size(image_size) -> tuple[int, int]:
     if isinstance(image_size, (torch.Tensor, np.ndarray)):
         image_size = image_size.tolist()
     values = tuple(image_size) if isinstance(image_size, (tuple, list, torch.Size)) else ()
-    if len(values) != 2 or not all(_is_int(v) and v > 0 for v in values):
+    if len(values) != 2 or not all(is_int(v) and v > 0 for v in values):
         raise ValueError(
             f"rasterize_triangles: image_size must be (H, W) positive ints, got {image_size!r}"
         )
@@ -195,11 +198,3 @@ def _check_znear(znear: float) -> float:
     if not np.isfinite(znear):
         raise ValueError(f"rasterize_triangles: znear must be finite, got {znear!r}")
     return float(znear)
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def _shape(x) -> str:
-    return str(tuple(x.shape)) if isinstance(x, torch.Tensor) else type(x).__name__

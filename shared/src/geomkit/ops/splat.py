@@ -51,6 +51,7 @@ from typing import NamedTuple
 import torch
 
 from geomkit.ext import geomkit_extension
+from geomkit.ops._checks import check_lengths, is_int, shape_of
 from geomkit.ops._reference import splat as _reference
 
 NPBGPP_SCALES = (1.0, 0.5, 0.25, 0.125, 0.0625)
@@ -208,12 +209,12 @@ def _prepare(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Checked, contiguous xy and depth in float32/float64, and int64 lengths."""
     if not isinstance(xy, torch.Tensor) or xy.dim() != 3 or xy.shape[2] != 2:
-        raise ValueError(f"{op}: xy must be a (N, P, 2) tensor, got {_shape(xy)}")
+        raise ValueError(f"{op}: xy must be a (N, P, 2) tensor, got {shape_of(xy)}")
     if not xy.is_floating_point():
         raise ValueError(f"{op}: xy must be floating point, got {xy.dtype}")
     N, P, _ = xy.shape
     if not isinstance(depth, torch.Tensor) or depth.shape != (N, P):
-        raise ValueError(f"{op}: depth must be a ({N}, {P}) tensor like xy, got {_shape(depth)}")
+        raise ValueError(f"{op}: depth must be a ({N}, {P}) tensor like xy, got {shape_of(depth)}")
     if depth.dtype != xy.dtype or depth.device != xy.device:
         raise ValueError(
             f"{op}: depth ({depth.dtype}, {depth.device}) must share dtype and device with xy "
@@ -224,31 +225,14 @@ def _prepare(
     compute_dtype = xy.dtype if xy.dtype in (torch.float32, torch.float64) else torch.float32
     xy_c = xy.to(compute_dtype).contiguous()
     depth_c = depth.to(compute_dtype).contiguous()
-    return xy_c, depth_c, _check_lengths(lengths, N, P, xy.device, op)
-
-
-def _check_lengths(
-    lengths: torch.Tensor | None, N: int, P: int, device: torch.device, op: str
-) -> torch.Tensor:
-    if lengths is None:
-        return torch.full((N,), P, dtype=torch.int64, device=device)
-    if (
-        not isinstance(lengths, torch.Tensor)
-        or lengths.shape != (N,)
-        or lengths.is_floating_point()
-        or lengths.is_complex()
-    ):
-        raise ValueError(f"{op}: lengths must be an integer tensor of shape ({N},)")
-    if N and (int(lengths.min()) < 0 or int(lengths.max()) > P):
-        raise ValueError(f"{op}: lengths must lie in [0, {P}]")
-    return lengths.to(device=device, dtype=torch.int64).contiguous()
+    return xy_c, depth_c, check_lengths(lengths, N, P, xy.device, op, "lengths")
 
 
 def _check_image_size(image_size, op: str) -> tuple[int, int]:
     if (
         not isinstance(image_size, Sequence)
         or len(image_size) != 2
-        or not all(_is_int(v) and v >= 0 for v in image_size)
+        or not all(is_int(v) and v >= 0 for v in image_size)
     ):
         raise ValueError(f"{op}: image_size must be (H, W), two ints >= 0, got {image_size!r}")
     return int(image_size[0]), int(image_size[1])
@@ -283,7 +267,7 @@ def _check_features(
     features: torch.Tensor, index: torch.Tensor, background: torch.Tensor | None
 ) -> tuple[int, int, int]:
     if not isinstance(features, torch.Tensor) or features.dim() != 3:
-        raise ValueError(f"scatter_features: features must be (N, P, C), got {_shape(features)}")
+        raise ValueError(f"scatter_features: features must be (N, P, C), got {shape_of(features)}")
     if not features.is_floating_point():
         raise ValueError(f"scatter_features: features must be floating point, got {features.dtype}")
     N, P, C = features.shape
@@ -296,7 +280,7 @@ def _check_features(
     ):
         raise ValueError(
             f"scatter_features: index must be an integer (N, H, W) tensor with N = {N}, "
-            f"got {_shape(index)}"
+            f"got {shape_of(index)}"
         )
     if index.device != features.device:
         raise ValueError(
@@ -312,17 +296,9 @@ def _check_features(
     ):
         raise ValueError(
             f"scatter_features: background must be a ({C},) tensor with the dtype and device of "
-            f"features, got {_shape(background)}"
+            f"features, got {shape_of(background)}"
         )
     return N, P, C
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def _shape(x) -> str:
-    return str(tuple(x.shape)) if isinstance(x, torch.Tensor) else type(x).__name__
 
 
 def _setup_context(ctx, inputs, output) -> None:
