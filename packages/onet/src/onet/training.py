@@ -14,6 +14,7 @@ from torch import nn
 
 from geomkit import dist as gdist
 from geomkit.checkpoint import unwrap
+from geomkit.metrics import occupancy_iou
 
 
 def make_3d_grid(bb_min, bb_max, shape) -> torch.Tensor:
@@ -21,13 +22,6 @@ def make_3d_grid(bb_min, bb_max, shape) -> torch.Tensor:
     axes = [torch.linspace(lo, hi, n) for lo, hi, n in zip(bb_min, bb_max, shape, strict=True)]
     grid = torch.meshgrid(*axes, indexing="ij")
     return torch.stack([g.reshape(-1) for g in grid], dim=1)
-
-
-def occupancy_iou(occ1: np.ndarray, occ2: np.ndarray) -> np.ndarray:
-    """Per-row IoU of two boolean occupancy arrays (B, N)."""
-    union = (occ1 | occ2).sum(axis=-1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return (occ1 & occ2).sum(axis=-1) / union
 
 
 class Objective(nn.Module):
