@@ -1,11 +1,12 @@
 # One entry point for people and CI. Every target sets up .venv itself when it is missing.
 #   make demo   main job: runs every package's demo into outputs/
 #   make test   ruff + the fast pytest suite (what CI runs)
-# Choose another torch build with e.g.
-#   make setup TORCH="torch==2.13.0" TORCH_INDEX=https://download.pytorch.org/whl/cu128
+# torch and torchvision come from one index (TORCH_INDEX, PyPI when empty); see README for a
+# CPU-only or a specific CUDA build.
 
 PYTHON      ?= python3
-TORCH       ?= torch==2.13.0
+TORCH       ?= torch==2.14.1
+TORCHVISION ?= torchvision==0.29.1
 TORCH_INDEX ?=
 VENV        := .venv
 PY          := $(VENV)/bin/python
@@ -19,7 +20,7 @@ setup: $(STAMP)
 
 $(STAMP): shared/pyproject.toml $(wildcard packages/*/pyproject.toml) requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "$(TORCH)"
+	$(PY) -m pip install -q $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "$(TORCH)" "$(TORCHVISION)"
 	$(PY) -m pip install -q -r requirements-dev.txt -e ./shared $(foreach p,$(PACKAGES),-e ./$(p))
 	touch $@
 
@@ -46,7 +47,9 @@ bench: $(STAMP)
 
 BUNNY := $(wildcard ../shared/data/meshes/bunny.obj)
 
+# Each package's demo leaves summary.json in its folder; the index gathers them.
 demo: demo-geomkit demo-onet
+	$(PY) -m geomkit.demo_index outputs
 
 demo-geomkit: $(STAMP)
 	$(PY) -m geomkit.demo --out outputs/demo --overwrite $(if $(BUNNY),--mesh $(BUNNY))
@@ -82,6 +85,7 @@ else
 	@echo "onet: the authors' checkpoint is not at $(ONET_CKPT) (see packages/onet/README.md;" \
 		"ONET_CKPT=PATH to use another): the real-image demo was not run"
 endif
+	$(PY) -m onet.demo_summary $(ONET_OUT) --eval $(ONET_OUT)/train/generation/eval_meshes.csv
 
 clean:
 	rm -rf outputs .pytest_cache .ruff_cache
