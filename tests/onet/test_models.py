@@ -69,8 +69,17 @@ def test_imagenet_file_loads_into_the_encoder(tmp_path, monkeypatch):
     loaded = model.encoder.features.state_dict()["layer4.1.conv2.weight"]
     assert torch.equal(loaded, state["layer4.1.conv2.weight"])
     monkeypatch.setenv("GEOMKIT_WEIGHTS", str(tmp_path / "empty"))
-    with pytest.raises(CheckpointError, match="resnet18-f37072fd.pth.*download.pytorch.org"):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    hub = tmp_path / "torch" / "hub" / "checkpoints"
+    with pytest.raises(
+        CheckpointError, match=f"resnet18-f37072fd.pth not found in .*empty or {hub}"
+    ):
         load_imagenet_encoder(model)
+    hub.mkdir(parents=True)  # where torchvision keeps what it downloaded
+    (tmp_path / "resnet18-f37072fd.pth").rename(hub / "resnet18-f37072fd.pth")
+    assert load_imagenet_encoder(model) == hub / "resnet18-f37072fd.pth"
+    with pytest.raises(CheckpointError, match="download.pytorch.org/models/resnet18-f37072fd.pth"):
+        load_imagenet_encoder(model, tmp_path / "elsewhere.pth")
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from torchvision.models import ResNet18_Weights
 
 from geomkit.checkpoint import (
     load_checkpoint,
@@ -21,38 +22,26 @@ from geomkit.checkpoint import (
     unwrap,
 )
 from geomkit.errors import CheckpointError
-from geomkit.weights import find_weight_file
+from geomkit.weights import torchvision_weight_file
 
-IMAGENET_FILES = ("resnet18-f37072fd.pth", "resnet18-5c106cde.pth")
-IMAGENET_SOURCE = (
-    "torchvision's ImageNet ResNet-18 (https://download.pytorch.org/models/resnet18-f37072fd.pth"
-    ", or the older resnet18-5c106cde.pth)"
-)
+# The file torchvision names resnet18-f37072fd.pth; pass the older resnet18-5c106cde.pth
+# explicitly if that is the one you have (same keys).
+IMAGENET_WEIGHTS = ResNet18_Weights.IMAGENET1K_V1
 
 
 def load_imagenet_encoder(model: nn.Module, path: str | Path | None = None) -> Path:
     """Load torchvision ResNet-18 ImageNet weights into ``model.encoder.features`` (its 1000-way
-    ``fc`` is dropped, as ONet replaced it). Returns the file used."""
+    ``fc`` is dropped, as ONet replaced it). ``path`` None: torchvision's file in the weight
+    folders (:mod:`geomkit.weights`). Returns the file used."""
     encoder = unwrap(model).encoder
     if encoder is None or not hasattr(encoder, "features"):
         raise CheckpointError("ImageNet weights need the resnet18 image encoder")
-    file = _imagenet_file(path)
+    file = torchvision_weight_file(IMAGENET_WEIGHTS, path)
     state = load_checkpoint(file)
     load_state_dict_strict(
         encoder.features, state, rules=[(r"fc\.", None)], source=f"ImageNet weights {file}"
     )
     return file
-
-
-def _imagenet_file(path: str | Path | None) -> Path:
-    if path is not None:
-        return find_weight_file(path, IMAGENET_FILES[0], IMAGENET_SOURCE)
-    for name in IMAGENET_FILES[1:]:
-        try:
-            return find_weight_file(None, name, IMAGENET_SOURCE)
-        except CheckpointError:
-            pass
-    return find_weight_file(None, IMAGENET_FILES[0], IMAGENET_SOURCE)
 
 
 def load_model_weights(model: nn.Module, path: str | Path) -> dict:

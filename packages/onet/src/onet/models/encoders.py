@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import torch
+import torchvision
 from torch import nn
 
 from onet.models.layers import ResnetBlockFC
-from onet.models.resnet import ResNet18
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class Resnet18(nn.Module):
-    """Image encoder: ResNet-18 features (512-d) then ``fc`` Linear(512, c_dim).
+    """Image encoder: torchvision's ResNet-18 features (512-d) then ``fc`` Linear(512, c_dim).
 
-    Feed RGB in [0, 1]: the ImageNet normalisation happens here, as in the original.
+    The classifier of ``features`` is an empty Sequential, as in the original, so checkpoints
+    hold no ``features.fc`` keys. Feed RGB in [0, 1]: the ImageNet normalisation happens here,
+    as in the original.
     """
 
     def __init__(self, c_dim: int, normalize: bool = True, use_linear: bool = True):
@@ -23,7 +25,8 @@ class Resnet18(nn.Module):
         if not use_linear and c_dim != 512:
             raise ValueError("c_dim must be 512 when use_linear is False")
         self.normalize = normalize
-        self.features = ResNet18(with_fc=False)
+        self.features = torchvision.models.resnet18(weights=None)
+        self.features.fc = nn.Sequential()
         self.fc = nn.Linear(512, c_dim) if use_linear else nn.Identity()
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), False)
