@@ -1,7 +1,8 @@
 """LPIPS on fabricated weight files in the torchvision and lpips key layouts.
 
 The expected distance comes from a chain of F.conv2d / relu / max_pool2d written out here from
-the state dicts (the torchvision architectures and the lpips v0.1 formula), not from geomkit.
+the state dicts (the torchvision architectures and the lpips v0.1 formula), not from the lpips
+package that geomkit's LPIPS wraps.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from geomkit.errors import CheckpointError, ConfigError, InputError
-from geomkit.metrics.lpips import LPIPS
+from geomkit.metrics.lpips import LPIPS, shipped_heads
 from geomkit.weights import weights_dir
 from tests.helpers import assert_close
 
@@ -179,34 +180,52 @@ def test_frozen_eval_mode_and_input_gradient(net, models):
 
 
 def test_default_files_found_through_env_var(weight_files, monkeypatch):
-    folder, backbone, lin = weight_files["alex"]
+    folder, backbone, _ = weight_files["alex"]
     monkeypatch.setenv("GEOMKIT_WEIGHTS", str(folder))
     assert weights_dir() == folder
     model = LPIPS("alex")
-    assert torch.equal(model.net.features[3].weight, backbone["features.3.weight"])
-    assert torch.equal(model.lin2.model[1].weight, lin["lin2.model.1.weight"])
-    assert set(model.state_dict()) >= {"net.features.0.weight", "lin4.model.1.weight"}
+    assert torch.equal(getattr(model.net.slice2, "3").weight, backbone["features.3.weight"])
+    shipped = torch.load(shipped_heads("alex"), map_location="cpu", weights_only=True)
+    assert torch.equal(model.lin2.model[1].weight, shipped["lin2.model.1.weight"])
+    assert set(model.state_dict()) >= {"net.slice1.0.weight", "lin4.model.1.weight"}
     monkeypatch.delenv("GEOMKIT_WEIGHTS")
     assert weights_dir().parts[-3:] == (".cache", "geomkit", "weights")
 
 
+def test_backbone_found_in_torch_hub_cache(weight_files, tmp_path, monkeypatch):
+    """A file torchvision once downloaded (``$TORCH_HOME/hub/checkpoints``) is used as is."""
+    folder, backbone, _ = weight_files["vgg"]
+    monkeypatch.setenv("GEOMKIT_WEIGHTS", str(tmp_path / "empty"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    hub = tmp_path / "torch" / "hub" / "checkpoints"
+    hub.mkdir(parents=True)
+    (hub / FILE_NAMES["vgg"][0]).write_bytes((folder / FILE_NAMES["vgg"][0]).read_bytes())
+    model = LPIPS("vgg")
+    assert torch.equal(getattr(model.net.slice5, "28").weight, backbone["features.28.weight"])
+
+
 @pytest.mark.parametrize("net", ["alex", "vgg"])
-def test_missing_files_name_file_folder_origin_and_env_var(net, tmp_path, monkeypatch):
+def test_missing_files_name_file_folders_origin_and_env_var(net, tmp_path, monkeypatch):
     backbone_name, lin_name = FILE_NAMES[net]
     monkeypatch.setenv("GEOMKIT_WEIGHTS", str(tmp_path))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     with pytest.raises(CheckpointError) as error:
         LPIPS(net)
     message = str(error.value)
     assert "\n" not in message
-    for part in (backbone_name, str(tmp_path), "download.pytorch.org/models", "GEOMKIT_WEIGHTS"):
+    hub = str(tmp_path / "torch" / "hub" / "checkpoints")
+    for part in (
+        backbone_name,
+        str(tmp_path),
+        hub,
+        "download.pytorch.org/models",
+        "GEOMKIT_WEIGHTS",
+    ):
         assert part in message
 
     torch.save(_backbone_state(net, torch.Generator().manual_seed(0)), tmp_path / backbone_name)
-    with pytest.raises(CheckpointError) as error:
-        LPIPS(net)
-    message = str(error.value)
-    for part in (lin_name, str(tmp_path), f"lpips/weights/v0.1/{net}.pth", "GEOMKIT_WEIGHTS"):
-        assert part in message
+    with pytest.raises(CheckpointError, match=f"{tmp_path / lin_name} not found.*{net} heads"):
+        LPIPS(net, lin_path=tmp_path / lin_name)
 
 
 def _save_and_load(net, tmp_path, backbone, lin):

@@ -1,13 +1,12 @@
-"""LPIPS (Zhang et al. 2018), version 0.1 of the ``lpips`` package, without torchvision.
+"""LPIPS (Zhang et al. 2018): the ``lpips`` package, version 0.1, loaded without a download.
 
-The backbones are written here with torchvision's module layout (``features.N.weight``), so
-torchvision's ImageNet files load strictly; the linear heads use the ``lpips`` package's key
-names (``lin{k}.model.1.weight``), so its ``weights/v0.1/{alex,vgg}.pth`` files load strictly.
-Nothing is downloaded: the files are looked up in the weights folder
-(:func:`geomkit.weights.weights_dir`) or passed explicitly, and a missing one is a
-:class:`~geomkit.errors.CheckpointError` that says where it comes from.
+``lpips.LPIPS`` fetches its ImageNet backbone through torchvision at construction; here the
+backbone is built untrained and its weights come from torchvision's file on this machine
+(:func:`geomkit.weights.torchvision_weight_file`: ``$GEOMKIT_WEIGHTS`` or torch hub's cache).
+The linear heads are the ones shipped in the lpips wheel (``lpips/weights/v0.1/{net}.pth``).
+Both load strictly with ``weights_only=True``.
 
-Distance for images x, y (``lpips.LPIPS(net=..., version="0.1")(x, y)``, ``spatial=False``)::
+Distance for images x, y (``spatial=False``)::
 
     f_k = unit_normalise_over_channels(tap_k(backbone(scale(x))))       # same for y
     d(x, y) = sum_k spatial_mean(conv1x1_k((f_k(x) - f_k(y)) ** 2))
@@ -16,150 +15,44 @@ Distance for images x, y (``lpips.LPIPS(net=..., version="0.1")(x, y)``, ``spati
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
+import lpips
 import torch
 from torch import nn
+from torchvision.models import AlexNet_Weights, VGG16_Weights
 
 from geomkit.checkpoint import load_checkpoint, load_state_dict_strict
 from geomkit.errors import CheckpointError, ConfigError, InputError
-from geomkit.weights import find_weight_file
+from geomkit.weights import torchvision_weight_file
 
-# The ReLU outputs LPIPS compares, as indices into torchvision's `features` (lpips package,
-# pretrained_networks.py: alexnet slices end at 2, 5, 8, 10, 12; vgg16 at 4, 9, 16, 23, 30).
-_ALEX_TAPS = (1, 4, 7, 9, 11)  # relu1 .. relu5
-_VGG16_TAPS = (3, 8, 15, 22, 29)  # relu1_2, relu2_2, relu3_3, relu4_3, relu5_3
-_ALEX_TAP_CHANNELS = (64, 192, 384, 256, 256)
-_VGG16_TAP_CHANNELS = (64, 128, 256, 512, 512)
-# torchvision's vgg16 configuration "D": 3x3 conv output channels per stage; each stage ends in
-# a 2x2 max-pool.
-_VGG16_STAGES = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512))
-
-# Per-net facts: taps, their channels, the smallest image side that reaches the last tap, and
-# the default weight file names.
+# Per net: torchvision's ImageNet weights, and the smallest image side reaching the last tap.
 _NETS = {
-    "alex": {
-        "taps": _ALEX_TAPS,
-        "channels": _ALEX_TAP_CHANNELS,
-        "min_side": 31,
-        "lin_file": "lpips_v0.1_alex.pth",
-        "backbone_file": "alexnet-owt-7be5be79.pth",
-    },
-    "vgg": {
-        "taps": _VGG16_TAPS,
-        "channels": _VGG16_TAP_CHANNELS,
-        "min_side": 16,
-        "lin_file": "lpips_v0.1_vgg.pth",
-        "backbone_file": "vgg16-397923af.pth",
-    },
+    "alex": {"weights": AlexNet_Weights.IMAGENET1K_V1, "min_side": 31},
+    "vgg": {"weights": VGG16_Weights.IMAGENET1K_V1, "min_side": 16},
 }
-_LPIPS_SOURCE = (
-    "lpips/weights/v0.1/{net}.pth of the lpips package "
-    "(pip install lpips, or github.com/richzhang/PerceptualSimilarity)"
-)
-_TORCHVISION_SOURCE = (
-    "torchvision's model-zoo file https://download.pytorch.org/models/{name} "
-    "(once torchvision has fetched it, in ~/.cache/torch/hub/checkpoints/)"
-)
 
 
-def alexnet_features() -> nn.Sequential:
-    """torchvision's ``alexnet().features`` layout (13 modules; convs at 0, 3, 6, 8, 10).
-
-    Returns:
-        Randomly initialised Sequential taking (B, 3, H, W) float images.
-    """
-    return nn.Sequential(
-        nn.Conv2d(3, 64, kernel_size=11, stride=4, padding=2),
-        nn.ReLU(),
-        nn.MaxPool2d(kernel_size=3, stride=2),
-        nn.Conv2d(64, 192, kernel_size=5, padding=2),
-        nn.ReLU(),
-        nn.MaxPool2d(kernel_size=3, stride=2),
-        nn.Conv2d(192, 384, kernel_size=3, padding=1),
-        nn.ReLU(),
-        nn.Conv2d(384, 256, kernel_size=3, padding=1),
-        nn.ReLU(),
-        nn.Conv2d(256, 256, kernel_size=3, padding=1),
-        nn.ReLU(),
-        nn.MaxPool2d(kernel_size=3, stride=2),
-    )
+def shipped_heads(net: str) -> Path:
+    """The lpips wheel's v0.1 linear-head file for ``net``."""
+    return Path(lpips.__file__).parent / "weights" / "v0.1" / f"{net}.pth"
 
 
-def vgg16_features() -> nn.Sequential:
-    """torchvision's ``vgg16().features`` layout (31 modules, no batch norm).
+class LPIPS(lpips.LPIPS):
+    """Learned perceptual distance, ``lpips.LPIPS(net=net, version="0.1")``, frozen.
 
-    Returns:
-        Randomly initialised Sequential taking (B, 3, H, W) float images.
-    """
-    layers: list[nn.Module] = []
-    in_channels = 3
-    for stage in _VGG16_STAGES:
-        for out_channels in stage:
-            layers += [nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1), nn.ReLU()]
-            in_channels = out_channels
-        layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
-    return nn.Sequential(*layers)
-
-
-class TapBackbone(nn.Module):
-    """A torchvision-layout ``features`` Sequential that returns the activations at ``taps``."""
-
-    def __init__(self, features: nn.Sequential, taps: tuple[int, ...]):
-        super().__init__()
-        self.features = features
-        self.taps = taps
-
-    def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
-        """Args: images (B, 3, H, W). Returns: one (B, C_k, H_k, W_k) activation per tap."""
-        activations = []
-        hidden = images
-        for index, layer in enumerate(self.features[: self.taps[-1] + 1]):
-            hidden = layer(hidden)
-            if index in self.taps:
-                activations.append(hidden)
-        return activations
-
-
-class ScalingLayer(nn.Module):
-    """LPIPS v0.1 input normalisation: ``(x - shift) / scale`` per RGB channel, x in [-1, 1]."""
-
-    def __init__(self):
-        super().__init__()
-        self.register_buffer("shift", torch.tensor([-0.030, -0.088, -0.188])[None, :, None, None])
-        self.register_buffer("scale", torch.tensor([0.458, 0.448, 0.450])[None, :, None, None])
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return (images - self.shift) / self.scale
-
-
-class NetLinLayer(nn.Module):
-    """LPIPS linear head of one tap: dropout then a bias-free 1x1 conv to one channel."""
-
-    def __init__(self, channels: int):
-        super().__init__()
-        self.model = nn.Sequential(nn.Dropout(), nn.Conv2d(channels, 1, 1, bias=False))
-
-    def forward(self, squared_diff: torch.Tensor) -> torch.Tensor:
-        return self.model(squared_diff)
-
-
-class LPIPS(nn.Module):
-    """Learned perceptual distance, the ``lpips`` package v0.1 (``spatial=False``), frozen.
-
-    Submodules are ``scaling_layer``, ``net`` (its ``features`` has torchvision's keys) and
-    ``lin0`` .. ``lin4`` (the lpips weight file's keys). Weights never train and the module
-    stays in eval mode (``train()`` is ignored) so dropout in the heads never fires, also
-    when LPIPS sits inside a model being trained. Gradients flow to the input images.
+    Weights never train and the module stays in eval mode (``train()`` is ignored), so dropout
+    in the heads never fires, also inside a model being trained. Gradients flow to the images.
 
     Args:
         net: "alex" (the lpips default, for evaluation) or "vgg" (closer to a perceptual loss).
-        lin_path: the lpips package's ``weights/v0.1/{net}.pth``; None: ``lpips_v0.1_{net}.pth``
-            in :func:`geomkit.weights.weights_dir`.
-        backbone_path: torchvision's ImageNet file; None: ``alexnet-owt-7be5be79.pth`` or
-            ``vgg16-397923af.pth`` in the weights folder. Only its ``features.*`` keys
-            are used (``classifier.*`` is ignored); they must match exactly.
+        lin_path: linear heads with the lpips keys (``lin{k}.model.1.weight``); None: the
+            file shipped in the lpips wheel.
+        backbone_path: torchvision's ImageNet file (``alexnet-owt-7be5be79.pth`` or
+            ``vgg16-397923af.pth``); None: that file in the weight folders. Its ``features.*``
+            keys must match exactly (``classifier.*`` is ignored).
 
     Raises:
         ConfigError: unknown ``net``.
@@ -172,32 +65,29 @@ class LPIPS(nn.Module):
         lin_path: str | os.PathLike | None = None,
         backbone_path: str | os.PathLike | None = None,
     ):
-        super().__init__()
         if net not in _NETS:
             raise ConfigError(f"unknown LPIPS net {net!r}; choose one of {sorted(_NETS)}")
-        facts = _NETS[net]
+        backbone_file = torchvision_weight_file(_NETS[net]["weights"], backbone_path)
+        lin_file = Path(lin_path).expanduser() if lin_path is not None else shipped_heads(net)
+        if not lin_file.is_file():
+            raise CheckpointError(f"weight file {lin_file} not found; it is the LPIPS {net} heads")
+        with warnings.catch_warnings():  # lpips passes torchvision's deprecated `pretrained`
+            warnings.simplefilter("ignore", UserWarning)
+            super().__init__(
+                pretrained=False, net=net, version="0.1", pnet_rand=True, verbose=False
+            )
         self.net_name = net
-        self.scaling_layer = ScalingLayer()
-        features = alexnet_features() if net == "alex" else vgg16_features()
-        self.net = TapBackbone(features, facts["taps"])
-        for k, channels in enumerate(facts["channels"]):
-            setattr(self, f"lin{k}", NetLinLayer(channels))
-
-        backbone_file = find_weight_file(
-            backbone_path,
-            facts["backbone_file"],
-            f"the LPIPS {net} backbone, " + _TORCHVISION_SOURCE.format(name=facts["backbone_file"]),
+        features = {
+            key: value
+            for key, value in _plain_state_dict(backbone_file).items()
+            if key.startswith("features.")
+        }
+        load_state_dict_strict(
+            _torchvision_view(self.net), features, source=f"weight file {backbone_file}"
         )
-        lin_file = find_weight_file(
-            lin_path, facts["lin_file"], f"the LPIPS {net} heads, " + _LPIPS_SOURCE.format(net=net)
-        )
-        backbone_state = _plain_state_dict(backbone_file)
-        features_state = {k: v for k, v in backbone_state.items() if k.startswith("features.")}
-        load_state_dict_strict(self.net, features_state, source=f"weight file {backbone_file}")
         load_state_dict_strict(
             _linear_heads(self), _plain_state_dict(lin_file), source=f"weight file {lin_file}"
         )
-
         self.requires_grad_(False)
         super().train(False)
 
@@ -220,16 +110,19 @@ class LPIPS(nn.Module):
             (B,) distances, dtype of the inputs; lower means more similar.
         """
         _check_image_pair(pred, target, _NETS[self.net_name]["min_side"], self.net_name)
-        if normalize:
-            pred = 2 * pred - 1
-            target = 2 * target - 1
-        taps_pred = self.net(self.scaling_layer(pred))
-        taps_target = self.net(self.scaling_layer(target))
-        distance = torch.zeros(pred.shape[0], dtype=pred.dtype, device=pred.device)
-        for k, (tap_pred, tap_target) in enumerate(zip(taps_pred, taps_target, strict=True)):
-            squared_diff = (_unit_normalise(tap_pred) - _unit_normalise(tap_target)).square()
-            distance = distance + getattr(self, f"lin{k}")(squared_diff).mean(dim=(1, 2, 3))
-        return distance
+        return super().forward(pred, target, normalize=normalize).reshape(pred.shape[0])
+
+
+def _torchvision_view(backbone: nn.Module) -> nn.Module:
+    """lpips' tap slices seen as torchvision's ``features`` (each slice holds torchvision's
+    layers under their original index), so a strict load names the file's own keys."""
+    features = nn.Module()
+    for name, layer in backbone.named_modules():
+        if name.count(".") == 1:
+            features.add_module(name.split(".")[1], layer)
+    view = nn.Module()
+    view.add_module("features", features)
+    return view
 
 
 def _check_image_pair(pred: torch.Tensor, target: torch.Tensor, min_side: int, net: str) -> None:
@@ -248,17 +141,12 @@ def _check_image_pair(pred: torch.Tensor, target: torch.Tensor, min_side: int, n
 
 
 def _linear_heads(model: LPIPS) -> nn.Module:
-    """The ``lin0`` .. ``lin4`` heads of ``model`` under their own names (the weight file's)."""
+    """The ``lin0`` .. ``lin4`` heads of ``model`` under their own names (the weight file's;
+    lpips also lists them as ``lins.k``, which its files do not hold)."""
     heads = nn.Module()
-    for k in range(len(model.net.taps)):
+    for k in range(model.L):
         heads.add_module(f"lin{k}", getattr(model, f"lin{k}"))
     return heads
-
-
-def _unit_normalise(features: torch.Tensor, eps: float = 1e-10) -> torch.Tensor:
-    """lpips ``normalize_tensor``: divide by the L2 norm over channels (dim 1) plus ``eps``."""
-    norm = features.square().sum(dim=1, keepdim=True).sqrt()
-    return features / (norm + eps)
 
 
 def _plain_state_dict(path: Path) -> Mapping[str, torch.Tensor]:
