@@ -11,7 +11,14 @@ compiled, on which device, and why not where it does not.
 
 Environment: ``GEOMKIT_EXT_CACHE`` overrides the build folder root (default
 ``~/.cache/geomkit/ext``); ``GEOMKIT_EXT_VERBOSE=1`` shows the compiler output;
-``GEOMKIT_EXT_OPS`` restricts the build to some op folders (see :meth:`Extension.sources`).
+``GEOMKIT_EXT_OPS`` restricts the build to some op folders (see :meth:`Extension.sources`);
+``GEOMKIT_EXT_CUDA=0`` builds the CPU kernels only.
+
+Under a CUDA build of torch (PyPI's default) with a CUDA toolkit on the machine, the CUDA side is
+compiled and linked too, also where there is no GPU (as in CI): that proves the kernels and
+their bindings build, at one architecture (sm_90) when no GPU is visible; on a GPU machine,
+for the visible GPUs (or $TORCH_CUDA_ARCH_LIST). Without a toolkit, or under a CPU build of
+torch, only the CPU kernels are built, and the report says why.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from geomkit.errors import ArgumentParser
 # -ffp-contract=off: no fused multiply-adds, so kernels match the references to the bit.
 _CPU_FLAGS = ["-O3", "-fopenmp", "-DNDEBUG", "-ffp-contract=off"]
 _CUDA_FLAGS = ["-O3", "--use_fast_math", "-DNDEBUG", "-std=c++17"]
+_NO_GPU_ARCH = "90"
 
 
 class KernelFallbackWarning(UserWarning):
@@ -41,15 +49,39 @@ def forced_reference() -> bool:
     return os.environ.get("GEOMKIT_NO_EXT", "0") not in ("", "0", "false", "False")
 
 
+def cuda_home() -> Path | None:
+    """The CUDA toolkit to build with: torch's guess ($CUDA_HOME, else the folder above the
+    first ``nvcc`` on PATH), else /usr/local/cuda; None unless it holds ``bin/nvcc`` and
+    ``include/cuda_runtime.h`` (a wrapper script on PATH makes torch guess a wrong folder)."""
+    from torch.utils import cpp_extension
+
+    for candidate in (cpp_extension.CUDA_HOME, "/usr/local/cuda"):
+        if candidate and all(
+            (Path(candidate) / part).exists() for part in ("bin/nvcc", "include/cuda_runtime.h")
+        ):
+            return Path(candidate)
+    return None
+
+
 def cuda_toolkit_available() -> tuple[bool, str]:
     """Whether this torch can build CUDA kernels here, and if not, why."""
     if torch.version.cuda is None:
         return False, "this torch is a CPU build"
-    from torch.utils.cpp_extension import CUDA_HOME
-
-    if CUDA_HOME is None:
-        return False, "no CUDA toolkit found (set CUDA_HOME)"
+    if os.environ.get("GEOMKIT_EXT_CUDA", "1") == "0":
+        return False, "GEOMKIT_EXT_CUDA=0"
+    if cuda_home() is None:
+        return False, "no CUDA toolkit found (set CUDA_HOME to the folder holding bin/nvcc)"
     return True, ""
+
+
+def cuda_arch_flags() -> list[str]:
+    """nvcc flags choosing the architectures: none (torch's choice: $TORCH_CUDA_ARCH_LIST, else
+    the visible GPUs') unless neither is there; then only sm_90 (H100/H200): without a GPU the
+    CUDA build proves that kernels and bindings compile and link, and one architecture keeps
+    that to about a minute and a half on two cores."""
+    if os.environ.get("TORCH_CUDA_ARCH_LIST") or torch.cuda.is_available():
+        return []
+    return [f"-gencode=arch=compute_{_NO_GPU_ARCH},code=sm_{_NO_GPU_ARCH}"]
 
 
 @dataclass
@@ -119,6 +151,8 @@ class Extension:
         root = Path(os.environ.get("GEOMKIT_EXT_CACHE", Path.home() / ".cache/geomkit/ext"))
         cuda_ok, _ = cuda_toolkit_available()
         flavour = f"cu{torch.version.cuda}" if cuda_ok else "cpu"
+        if cuda_ok and cuda_arch_flags():
+            flavour += f"-sm{_NO_GPU_ARCH}"
         python = f"py{sys.version_info[0]}{sys.version_info[1]}"
         tag = f"torch{torch.__version__.split('+')[0]}-{flavour}-{python}"
         return root / f"{self.name}-{tag}"
@@ -159,11 +193,13 @@ class Extension:
         if not (build_dir / f"{self.name}.so").exists():
             print(f"geomkit: building {self.name} kernels in {build_dir} (once)", file=sys.stderr)
         try:
+            if with_cuda:  # a wrapper nvcc on PATH makes torch guess a wrong toolkit folder
+                cpp_extension.CUDA_HOME = str(cuda_home())
             cpp_extension.load(
                 name=self.name,
                 sources=[str(s) for s in sources],
                 extra_cflags=_CPU_FLAGS + defines,
-                extra_cuda_cflags=_CUDA_FLAGS + defines,
+                extra_cuda_cflags=_CUDA_FLAGS + defines + (cuda_arch_flags() if with_cuda else []),
                 extra_ldflags=["-fopenmp"],
                 extra_include_paths=[str(self.csrc)],
                 build_directory=str(build_dir),
@@ -204,6 +240,11 @@ def report(extension: Extension) -> list[str]:
     if not loaded:
         lines.append(f"  not loaded: {extension.reason}")
     cuda_ok, cuda_why = cuda_toolkit_available()
+    if cuda_ok:
+        arch = f"sm_{_NO_GPU_ARCH} only (no GPU visible)" if cuda_arch_flags() else "torch's list"
+        lines.append(f"  CUDA side built with {cuda_home()}/bin/nvcc for {arch}")
+    else:
+        lines.append(f"  CPU kernels only: {cuda_why}")
     for op in extension.ops:
         cpu = "compiled" if extension.has_kernel(op, "cpu") else "reference"
         if extension.has_kernel(op, "cuda"):
