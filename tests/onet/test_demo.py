@@ -3,16 +3,18 @@ images of ../shared/data/onet/demo."""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from geomkit.errors import InputError, run_main
 from geomkit.io import read_mesh
-from onet import demo
+from onet import demo, demo_summary
 
 from .official_layout import write_official_checkpoint
 
@@ -100,7 +102,7 @@ def test_fresh_venv_install_runs_the_demo(shared_data, checkpoint, tmp_path):
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q"]
-    subprocess.run([*pip, "torch==2.13.0"], check=True)
+    subprocess.run([*pip, "torch==2.14.1", "torchvision==0.29.1"], check=True)
     packages = [str(REPO / "shared"), str(REPO / "packages" / "onet")]
     subprocess.run([*pip, *packages], check=True, cwd=tmp_path)
     every_module = (
@@ -123,3 +125,28 @@ def test_output_names_stay_unique_when_stems_repeat():
     assert demo.output_names([Path("x/00.jpg"), Path("x/05.png")]) == ["00", "05"]
     with pytest.raises(InputError, match="given twice"):
         demo.output_names([Path("x/00.jpg"), Path("x/00.jpg")])
+
+
+def test_demo_summary_reads_the_class_means_for_the_index(tmp_path):
+    out = tmp_path / "onet"
+    generation = out / "train" / "generation"
+    generation.mkdir(parents=True)
+    torch.save({"it": 200}, out / "train" / "model.pt")
+    (generation / "eval_meshes.csv").write_text(
+        "class name,iou (mesh),chamfer-L1 (mesh),normals (mesh)\n"
+        "sphere,0.9,0.02,0.95\nmean,0.642,0.0563,0.91\n"
+    )
+    (out / "demo_small").mkdir()
+    (out / "demo_small" / "index.html").write_text("<html></html>")
+    assert demo_summary.main([str(out), "--eval", str(generation / "eval_meshes.csv")]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["numbers"] == pytest.approx(
+        {"IoU": 0.642, "normal consistency": 0.91, "Chamfer-L1 x10": 0.563}
+    )
+    assert summary["pages"] == {
+        "held-out reconstructions": "demo_small/index.html",
+        "eval_meshes.csv": "train/generation/eval_meshes.csv",
+    }
+    assert "200 iterations" in summary["ran"]
+    with pytest.raises(InputError, match="run python -m onet.eval_meshes first"):
+        demo_summary.main([str(out), "--eval", str(tmp_path / "missing.csv")])

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from geomkit.demo_index import write_summary
 from geomkit.errors import ArgumentParser, run_main
 from geomkit.io import prepare_output_dir, read_mesh, save_json, write_obj, write_ply
 from geomkit.mesh import marching_cubes, normalize_to_unit_box, sample_surface
@@ -94,8 +95,18 @@ def main(argv=None) -> int:
         for k in ("accuracy", "completeness", "chamfer_l1", "chamfer_l2", "normal_consistency")
     }
     print(json.dumps(summary, indent=2))
+    write_summary(
+        out,
+        "geomkit: point-cloud evaluation",
+        f"{report['mesh']} normalised to the unit box, {args.samples} surface samples scored "
+        f"against a copy with vertex noise sigma {args.noise}.",
+        summary,
+        {"interactive view": "view.html", "metrics.json": "metrics.json"},
+        order=0,
+    )
     print(
-        f"wrote {out}/view.html, metrics.json, reference.obj, perturbed.obj, perturbed_samples.ply"
+        f"wrote {out}/view.html, metrics.json, reference.obj, perturbed.obj, perturbed_samples.ply,"
+        " summary.json"
     )
     return 0
 
