@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -68,3 +69,27 @@ def assert_raises_naming(exc_type: type[Exception], call, *fragments: str) -> st
     missing = [f for f in fragments if f not in message]
     assert not missing, f"message {message!r} lacks {missing}"
     return message
+
+
+LEARNING_SEED_VAR = "GEOMKIT_TEST_SEED"
+MARGINS_FILE_VAR = "GEOMKIT_MARGINS_FILE"
+
+
+def learning_seed() -> int:
+    """The training seed of a ``learning`` test: $GEOMKIT_TEST_SEED, 0 by default
+    (tools/learning_margins.py sweeps it)."""
+    return int(os.environ.get(LEARNING_SEED_VAR, "0"))
+
+
+def assert_margins(test: str, checks: dict[str, tuple[float, float]]) -> None:
+    """Assert ``value >= bound`` for each ``name: (value, bound)`` of a learning test, after
+    appending every margin ``value - bound`` to $GEOMKIT_MARGINS_FILE (JSON lines) when set,
+    so a sweep over seeds and machines sees all of them, failing or not."""
+    path = os.environ.get(MARGINS_FILE_VAR)
+    if path:
+        with open(path, "a") as handle:
+            for name, (value, bound) in checks.items():
+                record = {"test": test, "check": name, "value": float(value), "bound": bound}
+                handle.write(json.dumps({**record, "seed": learning_seed()}) + "\n")
+    failed = {name: (value, bound) for name, (value, bound) in checks.items() if value < bound}
+    assert not failed, "; ".join(f"{n} {v:.4f} < {b}" for n, (v, b) in failed.items())

@@ -23,6 +23,7 @@ from onet.data import build_dataset
 from onet.generation import Generator3D
 from onet.models import build_model
 from onet.synthetic import write_class_meshes
+from tests.helpers import assert_margins, learning_seed
 
 from .conftest import tiny_args
 from .test_generation import assert_same_vertices
@@ -92,12 +93,14 @@ def acceptance_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("onet_acceptance")
     dataset, out = build_procedural(root, 30, 48, 20000, 20000), root / "out"
     argv = ["configs/img/onet.yaml", "--no-cuda", "--no-pretrained", "--max-iterations", "500"]
+    argv += ["--seed", str(learning_seed())]
     overrides = [*MODEL, *TRAINING, f"data.path={dataset}", f"training.out_dir={out}"]
     assert train.main([*argv, *sets(*overrides)]) == 0
     return dataset, out
 
 
 @pytest.mark.slow
+@pytest.mark.learning
 def test_held_out_meshes_reach_iou_0_7(acceptance_run):
     dataset, out = acceptance_run
     common = ["configs/img/onet.yaml", "--no-cuda", *sets(*MODEL, f"data.path={dataset}")]
@@ -108,18 +111,22 @@ def test_held_out_meshes_reach_iou_0_7(acceptance_run):
         rows = {row["class name"]: row for row in csv.DictReader(handle)}
     print({name: round(float(row["iou (mesh)"]), 4) for name, row in rows.items()})
     assert len(rows) == len(CLASSES) + 1
-    assert float(rows["mean"]["iou (mesh)"]) >= 0.7
+    assert_margins("onet acceptance meshes", {"mesh IoU": (float(rows["mean"]["iou (mesh)"]), 0.7)})
 
 
 @pytest.mark.slow
+@pytest.mark.learning
 def test_the_network_uses_its_image(acceptance_run):
     dataset, out = acceptance_run
     cfg = config(dataset, out)
     model = trained_network(cfg, out / "model_best.pt")
     own, other = network_ious(model, build_dataset(cfg, "test", return_category=True))
     print(f"test IoU with own image {own.mean():.4f}, another class's image {other.mean():.4f}")
-    assert own.mean() >= 0.7
-    assert own.mean() >= other.mean() + 0.2
+    checks = {
+        "IoU own image": (own.mean(), 0.7),
+        "own - other image": (own.mean() - other.mean(), 0.2),
+    }
+    assert_margins("onet acceptance image use", checks)
 
 
 @pytest.mark.slow
@@ -148,18 +155,26 @@ def small_shapenet(tmp_path_factory):
     return build_procedural(tmp_path_factory.mktemp("onet_small"), 12, 24, 4000, 1000)
 
 
+@pytest.mark.learning
 def test_small_run_learns_held_out_shapes_from_their_images(small_shapenet, tmp_path):
-    """The fast version of the acceptance run: a small network, 200 iterations (about 25 s).
-    Measured: held-out IoU 0.73 with each object's image, 0.37 with another class's image."""
+    """The fast version of the acceptance run: a small network, 400 iterations (about 35 s).
+
+    Over seeds 0-4, with the default ISA (AVX-512 here) and with oneDNN/MKL/ATen limited to
+    AVX2 (tools/learning_margins.py): IoU with the own image 0.749-0.854 (median 0.808), own
+    minus another class's image 0.385-0.510 (median 0.444). At 200 iterations the worst run
+    used its image barely (0.158), so the run is longer and the bounds sit below the worst."""
     small = ["training.batch_size=8", "data.points_subsample=512", "model.c_dim=32"]
     small += ["model.decoder_kwargs.hidden_size=32", "training.learning_rate=0.001"]
     out = tmp_path / "small"
-    argv = [*tiny_args(small_shapenet, out, *small), "--max-iterations", "200"]
-    assert train.main(argv) == 0
+    argv = [*tiny_args(small_shapenet, out, *small), "--max-iterations", "400"]
+    assert train.main([*argv, "--seed", str(learning_seed())]) == 0
     overrides = [*small, "data.img_size=32", f"data.path={small_shapenet}"]
     cfg = apply_overrides(load_config("configs/img/onet.yaml"), overrides)
     model = trained_network(cfg, out / "model.pt")
     own, other = network_ious(model, build_dataset(cfg, "test", return_category=True))
     print(f"held-out IoU {own.mean():.4f}, with another class's image {other.mean():.4f}")
-    assert own.mean() >= 0.6
-    assert own.mean() >= other.mean() + 0.15
+    checks = {
+        "IoU own image": (own.mean(), 0.6),
+        "own - other image": (own.mean() - other.mean(), 0.15),
+    }
+    assert_margins("onet small run image use", checks)
