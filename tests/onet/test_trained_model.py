@@ -174,7 +174,7 @@ def test_small_run_learns_held_out_shapes_from_their_images(small_shapenet, tmp_
     own, other = network_ious(model, build_dataset(cfg, "test", return_category=True))
     print(f"held-out IoU {own.mean():.4f}, with another class's image {other.mean():.4f}")
     checks = {
-        "IoU own image": (own.mean(), 0.6),
-        "own - other image": (own.mean() - other.mean(), 0.15),
+        "IoU own image": (own.mean(), 0.65),
+        "own - other image": (own.mean() - other.mean(), 0.25),
     }
     assert_margins("onet small run image use", checks)
