@@ -57,7 +57,7 @@ def test_cu_compiles_with_nvcc(cu, tmp_path):
             "-o",
             str(tmp_path / "out.o"),
             "-O3",
-            "-std=c++17",
+            "-std=c++20",
             "-I",
             str(_csrc_of(cu)),
         ],
@@ -79,7 +79,7 @@ def test_cuda_binding_compiles(binding, tmp_path):
         stub.parent.mkdir(parents=True)
         stub.write_text("#pragma once\n")
         includes = [*includes, str(tmp_path)]
-    command = ["c++", "-fsyntax-only", "-std=c++17", "-DWITH_CUDA", "-I", str(_csrc_of(binding))]
+    command = ["c++", "-fsyntax-only", "-std=c++20", "-DWITH_CUDA", "-I", str(_csrc_of(binding))]
     command += [f"-isystem{p}" for p in [*includes, str(_cuda_include())]]
     result = subprocess.run([*command, str(binding)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-4000:]
