@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 
 import numpy as np
 import pyfqmr
@@ -25,6 +26,7 @@ from geomkit.errors import ConfigError, InputError
 from geomkit.mesh import marching_cubes
 from geomkit.structures import TriMesh
 from onet.mise import MISE
+from onet.models.folded import FoldedDecoder, foldable
 
 PAD_VALUE = -1e6
 SIMPLIFY_AGGRESSIVENESS = 5.0
@@ -57,6 +59,9 @@ class Generator3D:
         padding: the box edge is 1 + padding.
         sample: draw z from the prior rather than take its mean.
         simplify_nfaces: simplify to this many faces (None: no simplification).
+        fold: evaluate a conditional-batch-norm decoder folded for the object
+            (:class:`~onet.models.folded.FoldedDecoder`): the same logits to float rounding,
+            faster; False runs ``model.decode`` as the authors did.
     """
 
     def __init__(
@@ -72,6 +77,7 @@ class Generator3D:
         padding: float = 0.1,
         sample: bool = False,
         simplify_nfaces: int | None = None,
+        fold: bool = True,
     ):
         if points_batch_size < 1:
             raise ValueError(f"points_batch_size must be >= 1, got {points_batch_size}")
@@ -89,6 +95,7 @@ class Generator3D:
         self.padding = float(padding)
         self.sample = sample
         self.simplify_nfaces = simplify_nfaces
+        self.fold = fold
         self.points_queried = 0
 
     @property
@@ -139,26 +146,35 @@ class Generator3D:
         c = torch.empty(1, 0, device=self.device) if c is None else c
         self.points_queried = 0
         start = time.time()
+        decode = self.object_decoder(z, c)
         if self.upsampling_steps == 0:
-            values = self._dense_values(z, c)
+            values = self._dense_values(decode)
         else:
-            values = self._mise_values(z, c)
+            values = self._mise_values(decode)
         stats["time (eval points)"] = time.time() - start
         stats["points queried"] = self.points_queried
         return self.extract_mesh(values, z, c, stats)
 
-    def _dense_values(self, z: torch.Tensor, c: torch.Tensor) -> np.ndarray:
+    def object_decoder(self, z: torch.Tensor, c: torch.Tensor) -> Callable:
+        """Points (1, T, 3) -> logits (1, T) of the object (z, c): the folded decoder when
+        ``fold`` is set and the model has an eval-mode CBN decoder, else ``model.decode``."""
+        if self.fold and foldable(self.model):
+            folded = FoldedDecoder(self.model.decoder, z, c)
+            return lambda p: folded(p[0])[None]
+        return lambda p: self.model.decode(p, z, c)
+
+    def _dense_values(self, decode: Callable) -> np.ndarray:
         n = self.resolution0
         lattice = torch.from_numpy(np.indices((n,) * 3).reshape(3, -1).T.copy())
-        logits = self.eval_points(self.lattice_to_box(lattice, n - 1), z, c)
+        logits = self.eval_points(self.lattice_to_box(lattice, n - 1), decode)
         return logits.numpy().reshape(n, n, n)
 
-    def _mise_values(self, z: torch.Tensor, c: torch.Tensor) -> np.ndarray:
+    def _mise_values(self, decode: Callable) -> np.ndarray:
         extractor = MISE(self.resolution0, self.upsampling_steps, self.logit_threshold)
         points = extractor.query()
         while len(points):
             p = self.lattice_to_box(torch.from_numpy(points), extractor.resolution)
-            extractor.update(points, self.eval_points(p, z, c).numpy().astype(np.float64))
+            extractor.update(points, self.eval_points(p, decode).numpy().astype(np.float64))
             points = extractor.query()
         return extractor.to_dense()
 
@@ -167,9 +183,10 @@ class Generator3D:
         (1 + padding) * (i / n_cells - 0.5)."""
         return self.box_size * (lattice.float() / n_cells - 0.5)
 
-    def eval_points(self, p: torch.Tensor, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        """Occupancy logits (N,) float32 on the CPU of points p (N, 3), in batches of
-        points_batch_size; counts the points in ``points_queried``.
+    def eval_points(self, p: torch.Tensor, decode: Callable) -> torch.Tensor:
+        """Occupancy logits (N,) float32 on the CPU of points p (N, 3) by ``decode`` (see
+        :meth:`object_decoder`), in batches of points_batch_size; counts the points in
+        ``points_queried``.
 
         Raises:
             InputError: the network returned NaN (broken weights or input).
@@ -177,7 +194,7 @@ class Generator3D:
         chunks = []
         for batch in torch.split(p, self.points_batch_size):
             with torch.no_grad():
-                logits = self.model.decode(batch[None].to(self.device), z, c)
+                logits = decode(batch[None].to(self.device))
             chunks.append(logits[0].float().cpu())
         self.points_queried += len(p)
         logits = torch.cat(chunks) if chunks else torch.empty(0)
