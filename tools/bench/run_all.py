@@ -14,6 +14,7 @@ BENCHMARKS = [
     "tools.bench.bm_rasterize",
     "tools.bench.bm_splat",
     "tools.bench.bm_onet_generation",
+    "tools.bench.bm_onet_folding",
 ]
 
 
