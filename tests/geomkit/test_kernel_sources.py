@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch.utils.cpp_extension as cpp_extension
 
+from geomkit.ext import cuda_home
 from tests.conftest import REPO_ROOT
 
 CSRC_DIRS = [REPO_ROOT / "shared" / "csrc", *sorted((REPO_ROOT / "packages").glob("*/csrc"))]
@@ -23,14 +24,8 @@ def _csrc_of(path: Path) -> Path:
 
 
 def _cuda_include() -> Path | None:
-    nvcc = shutil.which("nvcc")
-    if nvcc is None:
-        return None
-    root = Path(nvcc).resolve().parent.parent
-    for candidate in (root / "include", Path("/usr/local/cuda/include")):
-        if (candidate / "cuda_runtime.h").exists():
-            return candidate
-    return None
+    home = cuda_home()
+    return None if home is None else home / "include"
 
 
 def test_every_kernel_has_a_cuda_source():

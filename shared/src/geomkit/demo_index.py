@@ -113,7 +113,7 @@ def main(argv=None) -> int:
     parser.add_argument("root", nargs="?", default="outputs", help="folder of the demo outputs")
     args = parser.parse_args(argv)
     index = write_index(args.root)
-    print(f"wrote {index} ({len(read_summaries(Path(args.root)))} sections)")
+    print(f"wrote {index}")
     return 0
 
 
