@@ -7,6 +7,9 @@ Added: --max-iterations (the original never stops), exact resume (data order and
 torchrun with synchronised batch norm (2 processes = 1 process with the same global batch),
 TensorBoard in <out_dir>/logs, a text log, and the short flags --cdim --hdim --pdim --data_root
 --batch_size --output_path --exp_name --encoder --decoder as an alternative to a config file.
+project-noisypixel's commands run as they are: their model names (efficientnet-b0,
+decoder-cbn, ...) or their HDF5 folder as --data_root, with no config file, select
+configs/img/noisypixel.yaml (their defaults); an HDF5 --data_root sets data.dataset hdf5.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from onet.training import EpochBatchSampler, Objective, Trainer, eval_batches
 from onet.visualize import save_visualization
 
 DEFAULT_CONFIG = "configs/img/onet.yaml"
+NOISYPIXEL_CONFIG = "configs/img/noisypixel.yaml"
 SHORT_FLAGS = {  # flag -> config key
     "cdim": "model.c_dim",
     "hdim": "model.decoder_kwargs.hidden_size",
@@ -42,6 +46,52 @@ SHORT_FLAGS = {  # flag -> config key
     "encoder": "model.encoder",
     "decoder": "model.decoder",
 }
+# project-noisypixel's model names: without a config file they select its defaults.
+NOISYPIXEL_MODELS = {
+    "resnet-18",
+    "resnet-50",
+    "efficientnet-b0",
+    "efficientnet-b1",
+    "efficientnet-b5",
+    "efficientnet-b7",
+    "decoder-cbn",
+    "decoder-fc",
+}
+
+
+def add_short_flags(parser) -> None:
+    """project-noisypixel's flags (their train.py and run_evals.py) as config shortcuts."""
+    for flag in SHORT_FLAGS:
+        parser.add_argument(f"--{flag}", help=f"sets {SHORT_FLAGS[flag]}")
+    parser.add_argument("--output_path", help="with --exp_name: training.out_dir")
+    parser.add_argument("--exp_name", help="with --output_path: training.out_dir")
+
+
+def is_hdf5_folder(path: str | None) -> bool:
+    """Whether ``path`` is a folder of project-noisypixel's per-object .h5 files."""
+    return path is not None and Path(path).is_dir() and any(Path(path).glob("*.h5"))
+
+
+def default_config(args) -> str:
+    """The config when none is given: project-noisypixel's defaults for their model names or
+    their HDF5 folder (their commands name no config), ONet's image model otherwise."""
+    models = {args.encoder, args.decoder} & NOISYPIXEL_MODELS
+    return NOISYPIXEL_CONFIG if models or is_hdf5_folder(args.data_root) else DEFAULT_CONFIG
+
+
+def apply_short_flags(cfg: dict, args) -> dict:
+    """Set the config keys of the short flags that were given."""
+    for flag, key in SHORT_FLAGS.items():
+        value = getattr(args, flag)
+        if value is not None:
+            set_key(cfg, key, parse_override(f"{key}={value}")[1])
+    if is_hdf5_folder(args.data_root):
+        cfg["data"]["dataset"], cfg["data"]["voxels_file"] = "hdf5", None
+    if args.output_path or args.exp_name:
+        cfg["training"]["out_dir"] = str(
+            Path(args.output_path or "out") / (args.exp_name or "onet")
+        )
+    return cfg
 
 
 def parse_args(argv):
@@ -68,23 +118,15 @@ def parse_args(argv):
         help="train the image encoder from random initialisation",
     )
     add_override_argument(parser, "training.batch_size=32")
-    for flag in SHORT_FLAGS:
-        parser.add_argument(f"--{flag}", help=f"sets {SHORT_FLAGS[flag]}")
-    parser.add_argument("--output_path", help="with --exp_name: training.out_dir")
-    parser.add_argument("--exp_name", help="with --output_path: training.out_dir")
+    add_short_flags(parser)
     return parser.parse_args(argv)
 
 
 def configure(args) -> dict:
-    cfg = load_config(args.config or DEFAULT_CONFIG)
-    for flag, key in SHORT_FLAGS.items():
-        value = getattr(args, flag)
-        if value is not None:
-            set_key(cfg, key, parse_override(f"{key}={value}")[1])
-    if args.output_path or args.exp_name:
-        cfg["training"]["out_dir"] = str(
-            Path(args.output_path or "out") / (args.exp_name or "onet")
-        )
+    config = args.config or default_config(args)
+    if config == NOISYPIXEL_CONFIG and not args.config:
+        print(f"config: {NOISYPIXEL_CONFIG} (project-noisypixel's defaults)")
+    cfg = apply_short_flags(load_config(config), args)
     apply_overrides(cfg, args.set)
     if args.max_iterations is not None:
         cfg["training"]["max_iterations"] = args.max_iterations
