@@ -1,6 +1,6 @@
 """Dataset layouts the synthetic scenes are written in: NeRF (Blender ``transforms_*.json``),
-IDR/VolSDF (``image/``, ``mask/``, ``cameras.npz``) and COLMAP (model + images). Layouts that only
-one package reads are written by that package, beside its reader, from the same Views."""
+IDR/VolSDF (``image/``, ``mask/``, ``cameras.npz``) and COLMAP (model + images); CO3D v2
+(:mod:`geomkit.synth.layouts.co3d`: categories of sequences, for numcc's reader)."""
 
 from geomkit.synth.layouts.colmap import write_colmap
 from geomkit.synth.layouts.common import write_ground_truth
