@@ -1,4 +1,4 @@
-"""ONet checkpoints: the authors' layout, strict loading, and ImageNet weights for the encoder.
+"""ONet checkpoints: the authors' layout, strict loading, and ImageNet weights for the encoders.
 
 Files hold ``model`` (the state dict), ``optimizer``, ``epoch_it``, ``it`` and ``loss_val_best``
 as the authors' ``model.pt`` / ``model_best.pt`` do, so their files load here and ours load in
@@ -10,8 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from efficientnet_pytorch.utils import url_map as EFFICIENTNET_URLS
 from torch import nn
-from torchvision.models import ResNet18_Weights
+from torchvision.models import ResNet18_Weights, ResNet50_Weights
 
 from geomkit.checkpoint import (
     load_checkpoint,
@@ -22,21 +23,34 @@ from geomkit.checkpoint import (
     unwrap,
 )
 from geomkit.errors import CheckpointError
-from geomkit.weights import torchvision_weight_file
+from geomkit.weights import find_weight_file, torchvision_weight_file
+from onet.models.encoders import EfficientNetEncoder, Resnet18, Resnet50
+from onet.noisypixel import LIGHTNING_GLOBALS, is_lightning, load_lightning_weights
 
-# The file torchvision names resnet18-f37072fd.pth; pass the older resnet18-5c106cde.pth
-# explicitly if that is the one you have (same keys).
-IMAGENET_WEIGHTS = ResNet18_Weights.IMAGENET1K_V1
+# The files torchvision names resnet18-f37072fd.pth and resnet50-0676ba61.pth; pass the older
+# resnet18-5c106cde.pth / resnet50-19c8e357.pth explicitly if that is the one you have.
+RESNET_WEIGHTS = {
+    Resnet18: ResNet18_Weights.IMAGENET1K_V1,
+    Resnet50: ResNet50_Weights.IMAGENET1K_V1,
+}
 
 
 def load_imagenet_encoder(model: nn.Module, path: str | Path | None = None) -> Path:
-    """Load torchvision ResNet-18 ImageNet weights into ``model.encoder.features`` (its 1000-way
-    ``fc`` is dropped, as ONet replaced it). ``path`` None: torchvision's file in the weight
-    folders (:mod:`geomkit.weights`). Returns the file used."""
+    """Load ImageNet weights into the image encoder's ``features``, leaving its new ``fc`` /
+    ``_fc`` as initialised (the 1000-way classifier is dropped, as ONet and project-noisypixel
+    replaced it). ``path`` None: the file's download name in the weight folders
+    (:mod:`geomkit.weights`); nothing is downloaded. Returns the file used.
+
+    Raises:
+        CheckpointError: the model has no image encoder, or the file is missing or mismatched.
+    """
     encoder = unwrap(model).encoder
-    if encoder is None or not hasattr(encoder, "features"):
-        raise CheckpointError("ImageNet weights need the resnet18 image encoder")
-    file = torchvision_weight_file(IMAGENET_WEIGHTS, path)
+    if isinstance(encoder, EfficientNetEncoder):
+        return _load_efficientnet(encoder, path)
+    if type(encoder) not in RESNET_WEIGHTS:
+        names = "resnet18, resnet-18, resnet-50, efficientnet-b0/b1/b5/b7"
+        raise CheckpointError(f"ImageNet weights need an image encoder ({names})")
+    file = torchvision_weight_file(RESNET_WEIGHTS[type(encoder)], path)
     state = load_checkpoint(file)
     load_state_dict_strict(
         encoder.features, state, rules=[(r"fc\.", None)], source=f"ImageNet weights {file}"
@@ -44,12 +58,29 @@ def load_imagenet_encoder(model: nn.Module, path: str | Path | None = None) -> P
     return file
 
 
+def _load_efficientnet(encoder: EfficientNetEncoder, path: str | Path | None) -> Path:
+    """efficientnet_pytorch's ImageNet file (its download name, e.g. efficientnet-b0-355c32eb.pth)
+    into ``encoder.features``: every key but ``_fc.*``, strictly."""
+    url = EFFICIENTNET_URLS[f"efficientnet-{encoder.variant}"]
+    source = f"efficientnet_pytorch's ImageNet weights for efficientnet-{encoder.variant} ({url})"
+    file = find_weight_file(path, url.rsplit("/", 1)[-1], source)
+    features = encoder.features
+    state = {k: v for k, v in load_checkpoint(file).items() if not k.startswith("_fc.")}
+    state.update({f"_fc.{k}": v for k, v in features._fc.state_dict().items()})
+    load_state_dict_strict(features, state, source=f"ImageNet weights {file}")
+    return file
+
+
 def load_model_weights(model: nn.Module, path: str | Path) -> dict:
     """Load the ``model`` entry of a checkpoint (the authors' or ours) strictly; returns the
-    whole checkpoint. A bare state dict (no ``model`` entry) is accepted too."""
-    checkpoint = load_checkpoint(path)
+    whole checkpoint. A bare state dict (no ``model`` entry) is accepted too, and so is a
+    project-noisypixel Lightning ``.ckpt`` (see :mod:`onet.noisypixel`)."""
+    checkpoint = load_checkpoint(path, extra_safe_globals=LIGHTNING_GLOBALS)
     if not isinstance(checkpoint, dict):
         raise CheckpointError(f"checkpoint {path} is not a dict")
+    if is_lightning(checkpoint):
+        load_lightning_weights(model, checkpoint, f"checkpoint {path}")
+        return checkpoint
     state = checkpoint.get("model", checkpoint)
     load_state_dict_strict(unwrap(model), state, source=f"checkpoint {path}")
     return checkpoint

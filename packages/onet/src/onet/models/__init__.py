@@ -2,16 +2,39 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from torch import nn
 
 from geomkit.errors import ConfigError
-from onet.models.decoders import Decoder, DecoderCBatchNorm
-from onet.models.encoders import Resnet18, ResnetPointnet, VoxelEncoder
+from onet.models.decoders import Decoder, DecoderCBatchNorm, decoder_cbn
+from onet.models.encoders import (
+    EFFICIENTNET_VARIANTS,
+    EfficientNetEncoder,
+    Resnet18,
+    Resnet50,
+    ResnetPointnet,
+    VoxelEncoder,
+)
 from onet.models.latent import LatentEncoder
 from onet.models.onet import OccupancyNetwork
 
-ENCODERS = {"resnet18": Resnet18, "pointnet_resnet": ResnetPointnet, "voxel_simple": VoxelEncoder}
-DECODERS = {"simple": Decoder, "cbatchnorm": DecoderCBatchNorm}
+# The hyphenated names are project-noisypixel's (their --encoder/--decoder values).
+ENCODERS = {
+    "resnet18": Resnet18,
+    "pointnet_resnet": ResnetPointnet,
+    "voxel_simple": VoxelEncoder,
+    "resnet-18": Resnet18,
+    "resnet-50": Resnet50,
+    **{f"efficientnet-{v}": partial(EfficientNetEncoder, variant=v) for v in EFFICIENTNET_VARIANTS},
+}
+# Their decoder-fc trains our (correct) simple decoder; their checkpoints set noisypixel_block.
+DECODERS = {
+    "simple": Decoder,
+    "cbatchnorm": DecoderCBatchNorm,
+    "decoder-cbn": decoder_cbn,
+    "decoder-fc": Decoder,
+}
 LATENT_ENCODERS = {"simple": LatentEncoder}
 
 

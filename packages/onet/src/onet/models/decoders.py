@@ -6,7 +6,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from onet.models.layers import CBatchNorm1d, CBatchNorm1dLegacy, CResnetBlockConv1d, ResnetBlockFC
+from onet.models.layers import (
+    CBatchNorm1d,
+    CBatchNorm1dLegacy,
+    CResnetBlockConv1d,
+    NoisypixelBlockFC,
+    ResnetBlockFC,
+)
 
 
 def _activation(leaky: bool):
@@ -14,18 +20,28 @@ def _activation(leaky: bool):
 
 
 class Decoder(nn.Module):
-    """The simple decoder (unconditional configs): fc_p(p) + fc_z(z) + fc_c(c), 5 FC blocks."""
+    """The simple decoder (unconditional configs, project-noisypixel's decoder-fc):
+    fc_p(p) + fc_z(z) + fc_c(c), 5 FC blocks.
 
-    def __init__(self, dim=3, z_dim=128, c_dim=128, hidden_size=128, leaky=False):
+    ``noisypixel_block=True`` builds project-noisypixel's buggy residual block
+    (:class:`~onet.models.layers.NoisypixelBlockFC`), for running their decoder-fc checkpoints;
+    new models train the correct one.
+    """
+
+    def __init__(
+        self, dim=3, z_dim=128, c_dim=128, hidden_size=128, leaky=False, noisypixel_block=False
+    ):
         super().__init__()
         self.z_dim, self.c_dim = z_dim, c_dim
+        self.noisypixel_block = noisypixel_block
+        block = NoisypixelBlockFC if noisypixel_block else ResnetBlockFC
         self.fc_p = nn.Linear(dim, hidden_size)
         if z_dim:
             self.fc_z = nn.Linear(z_dim, hidden_size)
         if c_dim:
             self.fc_c = nn.Linear(c_dim, hidden_size)
         for k in range(5):
-            setattr(self, f"block{k}", ResnetBlockFC(hidden_size))
+            setattr(self, f"block{k}", block(hidden_size))
         self.fc_out = nn.Linear(hidden_size, 1)
         self.actvn = _activation(leaky)
 
@@ -65,3 +81,9 @@ class DecoderCBatchNorm(nn.Module):
         for k in range(5):
             net = getattr(self, f"block{k}")(net, c)
         return self.fc_out(self.actvn(self.bn(net, c))).squeeze(1)
+
+
+def decoder_cbn(**kwargs) -> DecoderCBatchNorm:
+    """project-noisypixel's decoder-cbn: our legacy CBN decoder (Linear gamma/beta), which is
+    their module after renaming keys; with z_dim 0, c enters only through the CBN layers."""
+    return DecoderCBatchNorm(legacy=True, **kwargs)

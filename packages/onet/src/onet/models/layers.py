@@ -24,6 +24,15 @@ class ResnetBlockFC(nn.Module):
         return (x if self.shortcut is None else self.shortcut(x)) + dx
 
 
+class NoisypixelBlockFC(ResnetBlockFC):
+    """project-noisypixel's residual block, bug kept: x + relu(fc_1(x)). Their forward computed
+    relu(fc_0(x)) and threw it away, so fc_0 is present (their checkpoints hold it) but unused;
+    their decoder-fc weights were trained with this block and only make sense with it."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.actvn(self.fc_1(x))
+
+
 class CBatchNorm1d(nn.Module):
     """Conditional batch norm: gamma(c) * BN(x) + beta(c), gamma/beta 1x1 convs of c.
 
