@@ -32,6 +32,7 @@ from onet.config import (
 )
 from onet.data import build_dataset
 from onet.models import build_model
+from onet.models.encoders import ImageEncoder
 from onet.training import EpochBatchSampler, Objective, Trainer, eval_batches
 from onet.visualize import save_visualization
 
@@ -109,8 +110,9 @@ def parse_args(argv):
     parser.add_argument("--num-workers", type=int, help="data loader processes per rank")
     parser.add_argument(
         "--imagenet",
-        help="torchvision resnet18 ImageNet file (default: in "
-        "$GEOMKIT_WEIGHTS or ~/.cache/geomkit/weights)",
+        help="ImageNet file of the image encoder (default: its download name, e.g. "
+        "resnet18-f37072fd.pth or efficientnet-b0-355c32eb.pth, in $GEOMKIT_WEIGHTS, "
+        "~/.cache/geomkit/weights or torch hub's cache)",
     )
     parser.add_argument(
         "--no-pretrained",
@@ -169,7 +171,7 @@ class Run:
                 resume, network, self.optimizer
             )
             self.log(f"resumed from {resume} at iteration {self.it}")
-        elif cfg["model"]["encoder"] == "resnet18" and not args.no_pretrained:
+        elif isinstance(network.encoder, ImageEncoder) and not args.no_pretrained:
             self.log(f"ImageNet weights: {load_imagenet_encoder(network, args.imagenet)}")
         if gdist.is_distributed():
             network = gdist.convert_sync_batchnorm(network)
