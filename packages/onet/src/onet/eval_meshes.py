@@ -28,7 +28,7 @@ from geomkit.errors import ArgumentParser, InputError, run_main
 from geomkit.io import check_can_write, read_mesh, read_point_cloud
 from geomkit.log import progress
 from onet.config import add_override_argument, apply_overrides, load_config
-from onet.data import ShapeNetDataset
+from onet.data import ShapeNetDataset, open_dataset
 from onet.data.fields import IndexField, PointCloudField, PointsField
 from onet.evaluation import (
     MeshEvaluator,
@@ -62,7 +62,7 @@ def evaluation_dataset(cfg: dict) -> ShapeNetDataset:
         "pointcloud_chamfer": PointCloudField(data["pointcloud_chamfer_file"]),
         "idx": IndexField(),
     }
-    return ShapeNetDataset(data["path"], fields, data["test_split"], data["classes"])
+    return open_dataset(cfg, fields, data["test_split"])
 
 
 class Evaluation:

@@ -1,5 +1,6 @@
-"""Data: ONet's ShapeNet layout read through fields, built from a config as im2mesh does
-(get_data_fields + get_inputs_field)."""
+"""Data: ONet's ShapeNet layout (data.dataset Shapes3D) or project-noisypixel's HDF5 files
+(data.dataset hdf5) read through fields, built from a config as im2mesh does (get_data_fields +
+get_inputs_field)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from onet.data.fields import (
     PointsField,
     VoxelsField,
 )
+from onet.data.hdf5 import HDF5Dataset
 from onet.data.shapenet import ShapeNetDataset
 from onet.data.transforms import (
     Compose,
@@ -24,6 +26,7 @@ from onet.data.transforms import (
 )
 
 MODES = ("train", "val", "test")
+DATASETS = {"Shapes3D": ShapeNetDataset, "hdf5": HDF5Dataset}
 
 
 def inputs_field(mode: str, cfg: dict) -> Field | None:
@@ -88,11 +91,6 @@ def build_dataset(
     """The dataset of ``mode`` (train/val/test) for a config."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}")
-    if cfg["data"]["dataset"] != "Shapes3D":
-        raise ConfigError(
-            f"data.dataset {cfg['data']['dataset']!r}: only Shapes3D is supported "
-            "here (images for the demo: python -m onet.demo)"
-        )
     fields = data_fields(mode, cfg)
     inputs = inputs_field(mode, cfg)
     if inputs is not None:
@@ -102,9 +100,43 @@ def build_dataset(
     if return_category:
         fields["category"] = CategoryField()
     split = cfg["data"][f"{mode}_split"]
-    return ShapeNetDataset(
-        cfg["data"]["path"], fields, split, cfg["data"]["classes"], seed, skip_incomplete
-    )
+    return open_dataset(cfg, fields, split, seed, skip_incomplete)
 
 
-__all__ = ["MODES", "ShapeNetDataset", "build_dataset", "data_fields", "inputs_field"]
+def dataset_class(cfg: dict) -> type[ShapeNetDataset]:
+    """The dataset class of data.dataset, after checking the config can use it."""
+    data = cfg["data"]
+    kind = data["dataset"]
+    if kind not in DATASETS:
+        raise ConfigError(
+            f"data.dataset {kind!r} is not one of {', '.join(DATASETS)} "
+            "(images for the demo: python -m onet.demo)"
+        )
+    if kind == "hdf5" and (data["voxels_file"] is not None or data["input_type"] == "voxels"):
+        raise ConfigError(
+            "data.dataset hdf5: project-noisypixel's files hold no voxels; set "
+            "data.voxels_file to null (--set data.voxels_file=null) and use another "
+            "data.input_type than voxels"
+        )
+    return DATASETS[kind]
+
+
+def open_dataset(
+    cfg: dict, fields: dict[str, Field], split: str, seed: int = 0, skip_incomplete=False
+) -> ShapeNetDataset:
+    """The objects of ``split`` in data.path, read by ``fields``, as data.dataset lays them out."""
+    data = cfg["data"]
+    return dataset_class(cfg)(data["path"], fields, split, data["classes"], seed, skip_incomplete)
+
+
+__all__ = [
+    "DATASETS",
+    "MODES",
+    "HDF5Dataset",
+    "ShapeNetDataset",
+    "build_dataset",
+    "data_fields",
+    "dataset_class",
+    "inputs_field",
+    "open_dataset",
+]

@@ -3,7 +3,9 @@ per object holding the fields' files."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +13,7 @@ import torch
 import yaml
 
 from geomkit.errors import InputError
-from onet.data.fields import Field
+from onet.data.fields import Field, ObjectFolder
 
 
 def read_metadata(root: Path, categories: list[str]) -> dict:
@@ -64,16 +66,27 @@ class ShapeNetDataset(torch.utils.data.Dataset):
         self.fields = fields
         self.seed = seed
         self.epoch = 0
-        if categories is None:
-            categories = sorted(p.name for p in self.root.iterdir() if p.is_dir())
-        self.categories = list(categories)
+        self.categories = list(self.find_categories() if categories is None else categories)
         self.metadata = read_metadata(self.root, self.categories)
         self.models = [
             {"category": c, "category_idx": i, "model": m}
             for i, c in enumerate(self.categories)
-            for m in read_split(self.root, c, split)
+            for m in self.read_split(c, split)
         ]
         self._check_complete(skip_incomplete)
+
+    def find_categories(self) -> list[str]:
+        """All categories of the dataset (data.classes null): its sub-folders."""
+        return sorted(p.name for p in self.root.iterdir() if p.is_dir())
+
+    def read_split(self, category: str, split: str) -> list[str]:
+        """Object ids of ``category`` in ``split``, in list order."""
+        return read_split(self.root, category, split)
+
+    @contextlib.contextmanager
+    def open_object(self, info: dict) -> Iterator:
+        """The store the fields read object ``info`` from (here its folder)."""
+        yield ObjectFolder(self.root / info["category"] / info["model"])
 
     def _check_complete(self, skip: bool) -> None:
         required = [name for field in self.fields.values() for name in field.files]
@@ -101,16 +114,16 @@ class ShapeNetDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, idx: int) -> dict:
         info = self.models[idx]
-        folder = self.root / info["category"] / info["model"]
         rng = np.random.default_rng([self.seed, self.epoch, idx])
         data = {}
-        for name, field in self.fields.items():
-            value = field.load(folder, idx, info["category_idx"], rng)
-            if isinstance(value, dict):
-                for key, item in value.items():
-                    data[name if key is None else f"{name}.{key}"] = item
-            else:
-                data[name] = value
+        with self.open_object(info) as store:
+            for name, field in self.fields.items():
+                value = field.load(store, idx, info["category_idx"], rng)
+                if isinstance(value, dict):
+                    for key, item in value.items():
+                        data[name if key is None else f"{name}.{key}"] = item
+                else:
+                    data[name] = value
         return data
 
     def model_info(self, idx: int) -> dict:
