@@ -49,6 +49,9 @@ class ShapeNetDataset(torch.utils.data.Dataset):
     Objects missing a field's file raise one InputError listing them, or, with
     ``skip_incomplete``, are left out with a warning line (the original dropped them silently
     at load time).
+
+    Other layouts of the same data (onet.data.hdf5) override find_categories, read_split,
+    open_object and _check_complete.
     """
 
     def __init__(
