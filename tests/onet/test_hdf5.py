@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from geomkit.errors import run_main
-from onet import data_process, eval_meshes, train
+from onet import data_process, eval_meshes, run_evals, train
 from onet.config import load_config
 from onet.data import build_dataset
 
@@ -321,3 +321,21 @@ def test_training_runs_on_the_hdf5_folder(hdf_data, tmp_path):
     argv = ["configs/img/onet.yaml", "--no-cuda", "--no-pretrained", "--max-iterations", "3"]
     assert train.main([*argv, *[a for s in sets for a in ("--set", s)]]) == 0
     assert (out / "model.pt").is_file() and (out / "model_best.pt").is_file()
+
+
+def test_their_commands_train_and_evaluate_on_the_converted_folder(hdf_data, tmp_path):
+    """Their flags only (no config file): the HDF5 folder selects their preset."""
+    small = ["data.img_size=32", "training.num_workers=0", "training.validate_every=0"]
+    sets = [a for s in small for a in ("--set", s)]
+    argv = ["--data_root", str(hdf_data), "--encoder", "resnet-18", "--decoder", "decoder-cbn"]
+    argv += ["--cdim", "16", "--hdim", "16", "--batch_size", "2", "--output_path", str(tmp_path)]
+    assert train.main([*argv, "--exp_name", "run", "--no-cuda", "--no-pretrained", *sets,
+                       "--max-iterations", "3"]) == 0  # fmt: skip
+    checkpoint = tmp_path / "run" / "model.pt"
+    assert torch.load(checkpoint, weights_only=True)["it"] == 3
+    fast = ["generation.resolution_0=16", "generation.upsampling_steps=1", *small]
+    evals = [*argv, "--exp_name", "run", "--checkpoint", str(checkpoint), "--no-cuda"]
+    evals += ["--num-objects", "2", *[a for s in fast for a in ("--set", s)]]
+    assert run_evals.main(evals) == 0
+    rows = (tmp_path / "run" / "run_evals" / "eval_full.csv").read_text().splitlines()
+    assert len(rows) == 3 and "iou (mesh)" in rows[0]  # header + 2 objects
