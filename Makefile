@@ -55,8 +55,10 @@ demo-geomkit: $(STAMP)
 	$(PY) -m geomkit.demo --out outputs/demo --overwrite $(if $(BUNNY),--mesh $(BUNNY))
 
 # onet end to end in about two minutes on a CPU: procedural classes -> ShapeNet layout -> a small
-# image model -> test-split meshes and metrics -> demo page on held-out renders. With the authors'
-# checkpoint in ONET_CKPT, also the full model on the real demo images.
+# image model -> test-split meshes and metrics -> demo page on held-out renders, each beside its
+# ground truth (the dataset object it was rendered from) with its IoU and Chamfer-L1. 2048 points
+# per object and step: mean IoU 0.77-0.81 over seeds 0-2 (512: 0.66-0.81) in the same time.
+# With the authors' checkpoint in ONET_CKPT, also the full model on the real demo images.
 ONET_OUT    := outputs/onet
 ONET_SMALL  := --set data.path=$(ONET_OUT)/ShapeNet --set training.out_dir=$(ONET_OUT)/train \
                --set data.img_size=32 --set model.c_dim=32 --set model.decoder_kwargs.hidden_size=32
@@ -68,8 +70,9 @@ demo-onet: $(STAMP)
 		--resolution 32 --overwrite
 	$(PY) -m onet.build_dataset $(ONET_OUT)/meshes $(ONET_OUT)/ShapeNet --no-fusion --points 4000 \
 		--pointcloud-size 4000 --val 0.15 --test 0.25 --overwrite
+	rm -rf $(ONET_OUT)/train  # the dataset was just rebuilt: train afresh, do not resume
 	$(PY) -m onet.train configs/img/onet.yaml --no-cuda --no-pretrained --max-iterations 200 \
-		$(ONET_SMALL) --set training.batch_size=8 --set data.points_subsample=512 \
+		$(ONET_SMALL) --set training.batch_size=8 --set data.points_subsample=2048 \
 		--set training.learning_rate=0.001 --set training.visualize_every=0
 	$(PY) -m onet.generate configs/img/onet.yaml --no-cuda --overwrite $(ONET_SMALL) \
 		--checkpoint $(ONET_OUT)/train/model.pt
