@@ -10,10 +10,10 @@ import torch
 import torch.nn.functional as F
 
 from numcc.args import get_args_parser
+from numcc.models.layers import shrink_points_beyond_threshold
 from numcc.targets import (
     Augmentation,
     Targets,
-    shrink_points_beyond_threshold,
     training_targets,
     udf_labels,
     udf_loss,

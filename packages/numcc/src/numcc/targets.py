@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from geomkit.ops import chamfer_distance, knn_points, sample_farthest_points
+from numcc.models.layers import shrink_points_beyond_threshold
 
 MAX_UDF = 0.5
 CENTER_WEIGHT, RGB_WEIGHT = 0.03, 0.01
@@ -81,14 +82,6 @@ class Augmentation:
         if self.mirror:
             return seen_xyz.flip(1), seen_rgb.flip(2)
         return seen_xyz, seen_rgb
-
-
-def shrink_points_beyond_threshold(xyz: torch.Tensor, threshold: float) -> torch.Tensor:
-    """Points farther than ``threshold`` from the origin moved to radius t (2 - t / r)."""
-    radius = xyz.norm(dim=-1, keepdim=True)
-    far = (radius > threshold) & torch.isfinite(radius)
-    shrunk = xyz * (threshold * (2.0 - threshold / radius) / radius)
-    return torch.where(far, shrunk, xyz)
 
 
 def udf_labels(queries: torch.Tensor, gt_xyz: torch.Tensor, gt_rgb: torch.Tensor, threshold: float):
