@@ -15,6 +15,7 @@ BENCHMARKS = [
     "tools.bench.bm_splat",
     "tools.bench.bm_onet_generation",
     "tools.bench.bm_onet_folding",
+    "tools.bench.bm_numcc_decoder",
 ]
 
 
