@@ -27,30 +27,24 @@ def scene_traces(
     for k, (name, item) in enumerate(items.items()):
         color = _PALETTE[k % len(_PALETTE)]
         if isinstance(item, TriMesh):
-            traces.append(_mesh_trace(name, item, color))
+            traces.append(mesh_trace(name, item, color))
         else:
             cloud = item if isinstance(item, PointCloud) else PointCloud(np.asarray(item))
             traces.append(_cloud_trace(name, cloud, color, max_points, rng))
     return traces
 
 
-def _mesh_trace(name: str, mesh: TriMesh, color: str) -> go.Mesh3d:
+def mesh_trace(name: str, mesh: TriMesh, color: str, **style) -> go.Mesh3d:
+    """A Mesh3d of the mesh: its vertex colours when it has them, else ``color``; flat shading
+    unless ``style`` says otherwise (``style`` is passed to go.Mesh3d, e.g. flatshading=False
+    and lighting for smooth shading)."""
     v, f = mesh.vertices, mesh.faces
     kwargs = {"color": color}
     if mesh.vertex_colors is not None:
         kwargs = {"vertexcolor": [_rgb(c) for c in mesh.vertex_colors]}
+    options = {"showlegend": True, "flatshading": True, "opacity": 1.0, **kwargs, **style}
     return go.Mesh3d(
-        x=v[:, 0],
-        y=v[:, 1],
-        z=v[:, 2],
-        i=f[:, 0],
-        j=f[:, 1],
-        k=f[:, 2],
-        name=name,
-        showlegend=True,
-        flatshading=True,
-        opacity=1.0,
-        **kwargs,
+        x=v[:, 0], y=v[:, 1], z=v[:, 2], i=f[:, 0], j=f[:, 1], k=f[:, 2], name=name, **options
     )
 
 

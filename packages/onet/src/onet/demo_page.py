@@ -24,6 +24,7 @@ from PIL import Image
 from plotly.subplots import make_subplots
 
 from geomkit.structures import TriMesh
+from geomkit.viz import mesh_trace
 
 PREDICTION_COLOR = "#4c78a8"
 TRUTH_COLOR = "#8c8c8c"
@@ -95,25 +96,11 @@ def image_data_uri(image: Image.Image) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
-def mesh_trace(mesh: TriMesh, name: str, color: str) -> go.Mesh3d:
+def smooth_mesh_trace(mesh: TriMesh, name: str, color: str) -> go.Mesh3d:
     """A smoothly shaded Mesh3d (per-vertex normals averaged by plotly over the shared
     vertices)."""
-    v, f = mesh.vertices, mesh.faces
-    return go.Mesh3d(
-        x=v[:, 0],
-        y=v[:, 1],
-        z=v[:, 2],
-        i=f[:, 0],
-        j=f[:, 1],
-        k=f[:, 2],
-        name=name,
-        color=color,
-        flatshading=False,
-        lighting=LIGHTING,
-        lightposition=LIGHT_POSITION,
-        hoverinfo="skip",
-        showscale=False,
-    )
+    style = {"lighting": LIGHTING, "lightposition": LIGHT_POSITION, "hoverinfo": "skip"}
+    return mesh_trace(name, mesh, color, flatshading=False, showscale=False, **style)
 
 
 def points_trace(points: np.ndarray, name: str, color: str) -> go.Scatter3d:
@@ -159,11 +146,11 @@ def scene_layout(eye, extent: float) -> dict:
 
 def object_figure(row: Row) -> go.Figure:
     """Prediction (left) and ground truth (right, when known) in two scenes."""
-    panels = [(mesh_trace(row.mesh, "prediction", PREDICTION_COLOR), "prediction")]
+    panels = [(smooth_mesh_trace(row.mesh, "prediction", PREDICTION_COLOR), "prediction")]
     if row.truth is not None:
         shape = row.truth.shape
         if isinstance(shape, TriMesh):
-            trace = mesh_trace(shape, "ground truth", TRUTH_COLOR)
+            trace = smooth_mesh_trace(shape, "ground truth", TRUTH_COLOR)
         else:
             trace = points_trace(np.asarray(shape), "ground truth", TRUTH_COLOR)
         panels.append((trace, f"ground truth: {row.truth.shown_as}"))
