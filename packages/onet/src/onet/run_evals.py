@@ -30,7 +30,7 @@ import torch
 
 from geomkit.errors import ArgumentParser, ConfigError, run_main
 from geomkit.io import check_can_write
-from onet.config import add_override_argument, apply_overrides, load_config
+from onet.config import add_override_argument, apply_overrides, load_config, set_key
 from onet.data import build_dataset
 from onet.data.subset import ObjectSubset, random_objects
 from onet.eval_meshes import Evaluation, evaluation_dataset
@@ -78,16 +78,8 @@ def configure(args) -> dict:
                 f"--{flag} {given} contradicts the checkpoint {args.checkpoint}, whose weights "
                 f"are {key} {value}"
             )
-        set_nested(cfg, key, value)
+        set_key(cfg, key, value)
     return cfg
-
-
-def set_nested(cfg: dict, dotted: str, value) -> None:
-    *sections, key = dotted.split(".")
-    node = cfg
-    for section in sections:
-        node = node.setdefault(section, {})
-    node[key] = value
 
 
 def count_empty_meshes(rows: list[dict]) -> int:
