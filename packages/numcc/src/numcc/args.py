@@ -112,6 +112,13 @@ ADDED = [
         ["crc32", "python_hash"],
     ),
     ("co3d_subset", "fewview_dev", str, "added: CO3D set list", None),
+    (
+        "model_size",
+        "base",
+        str,
+        "added: base (the published widths) or a reduced model for CPU runs",
+        ["base", "small", "tiny"],
+    ),
 ]
 
 

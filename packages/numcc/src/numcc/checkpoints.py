@@ -28,7 +28,6 @@ from geomkit.checkpoint import check_state_dict, load_checkpoint
 from geomkit.errors import CheckpointError
 from numcc.args import get_args_parser
 from numcc.models import ModelSizes, build_model
-from numcc.models.layers import PUBLISHED
 
 ANCHORS_KEY = "decoderl1.init_embedding.weight"
 PIXEL_KEYS = ("decoderl2.fc_s.weight", "decoderl2.ct1.w_kc.weight", "decoderl2.ct1.w_vc.weight")
@@ -98,14 +97,15 @@ def model_args(kind: str, state, saved, args: argparse.Namespace | None) -> argp
 
 
 def load_model(
-    path: str | Path, args: argparse.Namespace | None = None, sizes: ModelSizes = PUBLISHED
+    path: str | Path, args: argparse.Namespace | None = None, sizes: ModelSizes | None = None
 ) -> LoadedModel:
     """Build the model a checkpoint holds and load its weights strictly.
 
     Args:
         path: the checkpoint file.
         args: the run's flags (None: the file's own args over the parser's defaults).
-        sizes: widths and depths (the published models by default).
+        sizes: widths and depths (default: the preset the flags' --model_size names, the
+            published model for the authors' files).
 
     Raises:
         CheckpointError: unreadable file, or weights that do not match (one line naming the

@@ -13,11 +13,64 @@ from collections.abc import Callable
 
 import torch
 
-from numcc.udf import extract_points
+from numcc.udf import evaluation_grid, extract_points
 
 Decoder = Callable[[torch.Tensor], torch.Tensor]
 COLOUR_MODES = ("argmax", "expectation")
 MCC_TEMPERATURE = 0.1
+MCC_SCORE_THRESHOLD = 0.1  # MCC's own --eval_score_threshold default
+VIZ_QUERIES, VIZ_QUERIES_SAVE_PC = 216_000, 5_000_000
+VIZ_MARGIN = 0.3  # visualisation queries are kept within the anchors' box plus this
+
+
+def object_decoder(model, seen_xyz, seen_rgb, seen_xyz_hr=None):
+    """Encode one object once; return (decode, anchors_xyz): decode maps (N, 3) queries to
+    (N, 769) outputs, anchors_xyz is (M, 3) for NU-MCC and None for MCC.
+
+    Args:
+        seen_xyz: (S, S, 3) with inf where invalid; seen_rgb: (3, H, W) in [0, 1].
+        seen_xyz_hr: an optional denser map for the pixel lookups (--hr, NU-MCC only).
+    """
+    valid = torch.isfinite(seen_xyz).all(-1)
+    xyz = torch.where(valid[..., None], seen_xyz, torch.zeros_like(seen_xyz))[None]
+    with torch.no_grad():
+        if hasattr(model, "decoderl2"):
+            hr = ()
+            if seen_xyz_hr is not None:
+                valid_hr = torch.isfinite(seen_xyz_hr).all(-1)
+                hr = (seen_xyz_hr.nan_to_num(posinf=0.0)[None], valid_hr[None])
+            encoding = model.encode(seen_rgb[None], xyz, valid[None], *hr)
+            anchors = encoding.anchors.anchors_xyz[0]
+            return (lambda q: model.decode(encoding, q[None])[0]), anchors
+        latent = model.encode(seen_rgb[None], xyz, valid[None])
+    return (lambda q: model.decode(latent, q[None])[0]), None
+
+
+def viz_queries(
+    anchors_xyz: torch.Tensor | None, n: int, world_size: float, generator: torch.Generator
+) -> torch.Tensor:
+    """``--run_viz`` queries: ``n`` uniform points in [-world_size, world_size]^3, those
+    within the anchors' bounding box +- 0.3 kept (all of them without anchors)."""
+    queries = (torch.rand(n, 3, generator=generator) * 2 - 1) * world_size
+    if anchors_xyz is None:
+        return queries
+    low = anchors_xyz.min(0).values.cpu() - VIZ_MARGIN
+    high = anchors_xyz.max(0).values.cpu() + VIZ_MARGIN
+    return queries[((queries > low) & (queries < high)).all(1)]
+
+
+def reconstruct(decode: Decoder, queries: torch.Tensor, args, colour: str = "argmax"):
+    """(points, colours): Repulsive UDF with --geo udf, occupancy otherwise (MCC's 0.1
+    threshold for --model mcc, --eval_score_threshold for NU-MCC's occupancy variant)."""
+    if args.geo == "udf" and getattr(args, "model", "numcc") == "numcc":
+        return predict_udf(decode, queries, args, colour)
+    threshold = MCC_SCORE_THRESHOLD if args.model == "mcc" else args.eval_score_threshold
+    return predict_occupancy(decode, queries, args, colour, threshold)
+
+
+def eval_queries(args) -> torch.Tensor:
+    """The evaluation grid of the flags (216,000 points by default)."""
+    return evaluation_grid(args.co3d_world_size, args.eval_granularity)
 
 
 def decode_chunks(decode: Decoder, points: torch.Tensor, chunk_size: int) -> torch.Tensor:
@@ -62,9 +115,15 @@ def predict_udf(
 
 
 def predict_occupancy(
-    decode: Decoder, queries: torch.Tensor, args, colour: str = "argmax"
+    decode: Decoder,
+    queries: torch.Tensor,
+    args,
+    colour: str = "argmax",
+    threshold: float | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The queries whose occupancy probability exceeds eval_score_threshold, with colours."""
+    """The queries whose occupancy probability exceeds ``threshold`` (default
+    args.eval_score_threshold), with colours."""
     out = decode_chunks(decode, queries, args.n_query_udf)
-    keep = torch.sigmoid(out[:, 0]) > args.eval_score_threshold
+    threshold = args.eval_score_threshold if threshold is None else threshold
+    keep = torch.sigmoid(out[:, 0]) > threshold
     return queries[keep], colours(out[keep, 1:], colour)

@@ -44,6 +44,30 @@ class ModelSizes:
 
 
 PUBLISHED = ModelSizes()
+# --model_size presets: the published "base", and reduced models that train on a CPU.
+SIZES = {
+    "base": PUBLISHED,
+    "small": ModelSizes(
+        embed_dim=96,
+        depth=2,
+        num_heads=4,
+        decoder_embed_dim=64,
+        decoder_depth=2,
+        decoder_num_heads=4,
+        hidden_dim=64,
+        n_blocks=2,
+    ),
+    "tiny": ModelSizes(
+        embed_dim=32,
+        depth=1,
+        num_heads=2,
+        decoder_embed_dim=32,
+        decoder_depth=1,
+        decoder_num_heads=2,
+        hidden_dim=32,
+        n_blocks=2,
+    ),
+}
 
 
 def sincos_pos_embed(dim: int, grid_size: int) -> torch.Tensor:
