@@ -8,10 +8,11 @@ import sys
 import torch
 
 from geomkit import dist as gdist
+from geomkit.training import EpochBatchSampler
 from onet.config import load_config
 from onet.data import build_dataset
 from onet.models import build_model
-from onet.training import EpochBatchSampler, Objective
+from onet.training import Objective
 
 
 def main(dataset: str, out: str) -> None:

@@ -113,6 +113,15 @@ def all_reduce_mean(value):
     return float(all_reduce_mean(torch.tensor(float(value), dtype=torch.float64)))
 
 
+def gather_objects(value) -> list:
+    """Every rank's ``value`` (picklable), in rank order, on every rank."""
+    if not is_distributed():
+        return [value]
+    out = [None] * world_size()
+    tdist.all_gather_object(out, value)
+    return out
+
+
 def weighted_mean(total: float, count: float) -> float:
     """Global mean from per-rank sums and counts: sum(total) / sum(count) over ranks."""
     both = all_reduce_sum(torch.tensor([float(total), float(count)], dtype=torch.float64))

@@ -22,6 +22,7 @@ import torch
 from geomkit import dist as gdist
 from geomkit.errors import ArgumentParser, ConfigError, run_main
 from geomkit.log import Board, progress, text_logger
+from geomkit.training import EpochBatchSampler, eval_batches
 from onet.checkpoints import load_imagenet_encoder, restore_training, save_training
 from onet.config import (
     add_override_argument,
@@ -33,7 +34,7 @@ from onet.config import (
 from onet.data import build_dataset
 from onet.models import build_model
 from onet.models.encoders import ImageEncoder
-from onet.training import EpochBatchSampler, Objective, Trainer, eval_batches
+from onet.training import Objective, Trainer
 from onet.visualize import save_visualization
 
 DEFAULT_CONFIG = "configs/img/onet.yaml"
