@@ -14,14 +14,15 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 
 
-def torchrun(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    """``python -m torch.distributed.run --standalone --nproc_per_node 2 ARGS`` in the repository
-    root, one thread per process, the repository importable (for tests.* workers)."""
+def torchrun(*args: str, timeout: float = 600, cwd: Path = REPO) -> subprocess.CompletedProcess:
+    """``python -m torch.distributed.run --standalone --nproc_per_node 2 ARGS`` in ``cwd`` (the
+    repository root by default), one thread per process, the repository importable (for
+    tests.* workers)."""
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
     command += ["--nproc_per_node", "2", *args]
     return subprocess.run(
-        command, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
+        command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
     )
 
 

@@ -115,9 +115,8 @@ def test_bad_inputs_name_the_file(co3d_root, tmp_path):
     broken = generate_co3d(tmp_path / "broken", ("sphere",), sequences=1, views=2)
     sequence = read_jgz(broken / "sphere" / "sequence_annotations.jgz")[0]
     (broken / sequence["point_cloud"]["path"]).unlink()
-    dataset = CO3DV2Dataset(broken, train=False, categories=["sphere"])
-    with pytest.raises(InputError, match="pointcloud.ply"):
-        dataset[0]
+    with pytest.raises(InputError, match="pointcloud.ply"):  # before any sample is read
+        CO3DV2Dataset(broken, train=False, categories=["sphere"])
     entry = read_jgz(broken / "sphere" / "frame_annotations.jgz")[0]
     Image.new("L", (10, 10)).save(broken / entry["mask"]["path"])
     with pytest.raises(InputError, match="mask is"):

@@ -14,6 +14,7 @@ from numcc.models.layers import shrink_points_beyond_threshold
 from numcc.targets import (
     Augmentation,
     Targets,
+    sample_queries,
     training_targets,
     udf_labels,
     udf_loss,
@@ -94,9 +95,41 @@ def test_training_targets_shapes():
         co3d_world_size=3.0,
         n_queries=100,
         train_dist_threshold=0.1,
+        use_hypersim=False,
+        semisphere_size=6.0,
     )
     gt = torch.rand(2, 500, 3)
-    targets = training_targets(gt, torch.rand(2, 500, 3), args, torch.Generator().manual_seed(0))
+    generator = torch.Generator().manual_seed(0)
+    queries = torch.stack([sample_queries(args, generator) for _ in range(2)])
+    targets = training_targets(gt, torch.rand(2, 500, 3), args, queries)
     assert targets.anchors.shape == (2, 16, 3) and targets.queries.shape == (2, 100, 3)
-    assert targets.queries.abs().max() <= 3.0
+    assert targets.queries.abs().max() <= 3.0 and targets.queries.abs().max() > 2.5
     torch.testing.assert_close(targets.anchors[:, 0], gt[:, 0])  # farthest points start at index 0
+
+
+def test_hypersim_queries_fill_the_half_ball_in_front_of_the_camera():
+    args = get_args_parser().parse_args(["--use_hypersim", "--n_queries", "20000"])
+    queries = sample_queries(args, torch.Generator().manual_seed(0))
+    radius = queries.norm(dim=1)
+    assert (queries[:, 2] >= 0).all() and (radius <= 6.0).all()
+    # uniform in volume: half the points lie beyond 6 / 2^(1/3)
+    assert abs(float((radius > 6.0 / 2 ** (1 / 3)).float().mean()) - 0.5) < 0.02
+
+
+def test_occupancy_variant_and_distributed_colour_normaliser():
+    out = torch.randn(2, 40, 769)
+    targets = Targets(
+        torch.rand(2, 40, 3),
+        torch.rand(2, 40),
+        torch.rand(2, 40) < 0.5,
+        torch.rand(2, 40, 3),
+        torch.rand(2, 8, 3),
+    )
+    anchors = torch.rand(2, 8, 3)
+    occ = udf_loss(out, anchors, targets, geo="occ")
+    torch.testing.assert_close(
+        occ.geo, F.binary_cross_entropy_with_logits(out[..., 0], targets.near.float())
+    )
+    n_near = int(targets.near.sum())
+    halved = udf_loss(out, anchors, targets, n_labelled=2 * n_near)
+    torch.testing.assert_close(halved.rgb, udf_loss(out, anchors, targets).rgb / 2)

@@ -113,10 +113,18 @@ ADDED = [
     ),
     ("co3d_subset", "fewview_dev", str, "added: CO3D set list", None),
     (
+        "n_viz_queries",
+        None,
+        int,
+        "added: random queries of --run_viz (default 216000, 5000000 with --save_pc)",
+        None,
+    ),
+    (
         "model_size",
-        "base",
+        None,
         str,
-        "added: base (the published widths) or a reduced model for CPU runs",
+        "added: base (the published widths) or a reduced model for CPU runs (default: the "
+        "checkpoint's, else base)",
         ["base", "small", "tiny"],
     ),
 ]

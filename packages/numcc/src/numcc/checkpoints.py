@@ -92,6 +92,9 @@ def model_args(kind: str, state, saved, args: argparse.Namespace | None) -> argp
         values.update(vars(saved))
     elif isinstance(saved, Mapping):
         values.update(saved)
+    if values.get("model_size") is None:  # the file's size, else the published one
+        saved = vars(saved) if isinstance(saved, argparse.Namespace) else saved
+        values["model_size"] = (saved or {}).get("model_size") or "base"
     values.update(weight_flags(kind, state), model=kind)
     return argparse.Namespace(**values)
 

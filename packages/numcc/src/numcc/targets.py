@@ -103,13 +103,24 @@ class Targets:
     anchors: torch.Tensor  # (B, n_groups, 3) farthest points of the ground truth
 
 
-def training_targets(gt_xyz, gt_rgb, args, generator: torch.Generator) -> Targets:
-    """Anchor targets and ``n_queries`` uniform queries with labels, from augmented truth."""
+def sample_queries(args, generator: torch.Generator) -> torch.Tensor:
+    """One object's ``n_queries`` training queries (n_queries, 3): uniform in
+    [-co3d_world_size, co3d_world_size]^3 (CO3D), or in the half ball z >= 0 of radius
+    ``semisphere_size`` in front of the camera (Hypersim)."""
+    if not args.use_hypersim:
+        size = args.co3d_world_size
+        return torch.rand(args.n_queries, 3, generator=generator) * (2 * size) - size
+    direction = F.normalize(torch.randn(args.n_queries, 3, generator=generator), dim=1)
+    radius = args.semisphere_size * torch.rand(args.n_queries, 1, generator=generator) ** (1 / 3)
+    points = direction * radius
+    points[:, 2] = points[:, 2].abs()
+    return points
+
+
+def training_targets(gt_xyz, gt_rgb, args, queries: torch.Tensor) -> Targets:
+    """Anchor targets and labels of the (B, Q, 3) ``queries``, from augmented truth."""
     gt_xyz = shrink_points_beyond_threshold(gt_xyz, args.shrink_threshold)
     anchors = sample_farthest_points(gt_xyz, K=args.n_groups).points
-    size = args.co3d_world_size
-    batch = gt_xyz.shape[0]
-    queries = torch.rand(batch, args.n_queries, 3, generator=generator) * (2 * size) - size
     queries = queries.to(gt_xyz)
     distance, near, colour = udf_labels(queries, gt_xyz, gt_rgb, args.train_dist_threshold)
     return Targets(queries, distance, near, colour, anchors)
@@ -124,21 +135,39 @@ class Losses:
 
     def skip(self) -> bool:
         """The original zeroes a step whose loss is not finite or whose anchor loss > 10."""
-        return not bool(torch.isfinite(self.total)) or float(self.centers) > MAX_CENTER_LOSS
+        total, centers = self.total.detach(), self.centers.detach()
+        return not bool(torch.isfinite(total)) or float(centers) > MAX_CENTER_LOSS
 
 
-def udf_loss(out: torch.Tensor, anchors_xyz: torch.Tensor, targets: Targets) -> Losses:
-    """NU-MCC's loss of decoder outputs (B, Q, 769) and predicted anchors (B, M, 3)."""
+def udf_loss(
+    out: torch.Tensor,
+    anchors_xyz: torch.Tensor,
+    targets: Targets,
+    geo: str = "udf",
+    n_labelled: float | None = None,
+) -> Losses:
+    """NU-MCC's loss of decoder outputs (B, Q, 769) and predicted anchors (B, M, 3).
+
+    Args:
+        geo: "udf" (L1 on the clamped distance) or "occ" (BCE on the near labels).
+        n_labelled: what the colour cross-entropy is divided by (default: this batch's
+            labelled queries; distributed training passes the mean over ranks, so that the
+            ranks' averaged gradients equal one process's on the whole batch).
+    """
     centers = (
         CENTER_WEIGHT
         * chamfer_distance(anchors_xyz.float(), targets.anchors, distance="manhattan").distance
     )
-    predicted = F.relu(out[..., 0]).clamp(max=MAX_UDF)
-    geo = F.l1_loss(predicted, targets.distance.clamp(max=MAX_UDF))
+    if geo == "occ":
+        geo_term = F.binary_cross_entropy_with_logits(out[..., 0], targets.near.float())
+    else:
+        predicted = F.relu(out[..., 0]).clamp(max=MAX_UDF)
+        geo_term = F.l1_loss(predicted, targets.distance.clamp(max=MAX_UDF))
     logits = out[..., 1:][targets.near].reshape(-1, 256)
     if len(logits):
         bins = torch.round(targets.colour[targets.near] * 255).long().reshape(-1)
-        rgb = RGB_WEIGHT * F.cross_entropy(logits, bins)
+        count = len(logits) if n_labelled is None else 3 * n_labelled
+        rgb = RGB_WEIGHT * F.cross_entropy(logits, bins, reduction="sum") / count
     else:
         rgb = out.new_zeros(())
-    return Losses(centers + geo + rgb, geo, rgb, centers)
+    return Losses(centers + geo_term + rgb, geo_term, rgb, centers)

@@ -307,6 +307,12 @@ class Co3dCategory:
             entry = sequences.get(sequence, {}).get("point_cloud")
             relative = entry["path"] if entry else f"{category}/{sequence}/pointcloud.ply"
             self.point_clouds[sequence] = root / relative
+        missing = [p for p in self.point_clouds.values() if not p.is_file()]
+        if missing:
+            raise InputError(
+                f"CO3D sequence point cloud not found: {missing[0]}"
+                + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
+            )
 
 
 class CO3DV2Dataset(torch.utils.data.Dataset):
@@ -314,8 +320,9 @@ class CO3DV2Dataset(torch.utils.data.Dataset):
     training, a fixed one (:func:`eval_frame_index`) otherwise.
 
     A sample: seen_xyz (S, S, 3) with inf where invalid, seen_rgb (3, 800, 800) in [0, 1],
-    gt_xyz (n_gt, 3), gt_rgb (n_gt, 3), and (category, sequence, frame_number). Randomness
-    comes from a generator seeded by (seed, epoch, index).
+    gt_xyz (n_gt, 3), gt_rgb (n_gt, 3), its index, and name (category, sequence,
+    frame_number); with ``xyz_size_hr`` also seen_xyz_hr, the denser map of --hr.
+    Randomness comes from a generator seeded by (seed, epoch, index).
     """
 
     def __init__(
@@ -329,8 +336,10 @@ class CO3DV2Dataset(torch.utils.data.Dataset):
         epoch_len_multiplier: float = 1.0,
         frame_choice: str = "crc32",
         seed: int = 0,
+        xyz_size_hr: int | None = None,
     ):
         self.root, self.train, self.xyz_size, self.n_gt = Path(root), train, xyz_size, n_gt
+        self.xyz_size_hr = xyz_size_hr
         self.frame_choice, self.seed, self.epoch = frame_choice, seed, 0
         split = "train" if train else "val"
         self.categories = {c: Co3dCategory(self.root, c, split, subset) for c in categories}
@@ -361,10 +370,14 @@ class CO3DV2Dataset(torch.utils.data.Dataset):
         gt_xyz, gt_rgb = load_point_cloud(
             self.categories[category].point_clouds[sequence], self.n_gt, rng
         )
-        return {
+        sample = {
             "seen_xyz": seen_points(frame, self.xyz_size),
             "seen_rgb": frame.image,
             "gt_xyz": gt_xyz,
             "gt_rgb": gt_rgb,
+            "index": index,
             "name": (category, sequence, entry["frame_number"]),
         }
+        if self.xyz_size_hr:
+            sample["seen_xyz_hr"] = seen_points(frame, self.xyz_size_hr)
+        return sample

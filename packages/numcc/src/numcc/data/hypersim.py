@@ -147,7 +147,7 @@ def square_crop(xyz: torch.Tensor, rgb: torch.Tensor, rng: np.random.Generator |
 class HypersimDataset(torch.utils.data.Dataset):
     """Scenes of a split with the ground truth of ``hypersim_gt_<split>.pt`` (see the module
     docstring). A sample: seen_xyz (112, 112, 3), seen_rgb (3, 224, 224), gt_xyz (30000, 3),
-    gt_rgb (30000, 3), name (scene, frame file)."""
+    gt_rgb (30000, 3), its index, name (scene, frame file)."""
 
     def __init__(
         self, root, gt_file, train: bool, epoch_len_multiplier: float = 1.0, seed: int = 0
@@ -184,7 +184,7 @@ class HypersimDataset(torch.utils.data.Dataset):
         for i in order:
             sample = self.sample(scene, frames[i], rng)
             if sample is not None:
-                return sample
+                return {**sample, "index": index}
         raise InputError(
             f"Hypersim scene {scene}: no frame with more than {MIN_SEEN_POINTS} points"
         )

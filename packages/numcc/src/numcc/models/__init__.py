@@ -20,7 +20,7 @@ def build_model(args, sizes: ModelSizes | None = None):
     """The model ``args.model`` names (numcc by default), built from ``args``, at ``sizes``
     (default: the preset ``args.model_size`` names, the published model without one)."""
     if sizes is None:
-        sizes = SIZES[getattr(args, "model_size", "base")]
+        sizes = SIZES[getattr(args, "model_size", None) or "base"]
     return MODELS[getattr(args, "model", "numcc")](args, sizes)
 
 
