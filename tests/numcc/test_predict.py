@@ -42,3 +42,16 @@ def test_occupancy_prediction_and_colour_modes():
         colours(logits.reshape(1, -1), "expectation"), expected, atol=1e-3, rtol=0
     )
     assert colours(logits.reshape(1, -1))[0, 0] == 10 / 255  # argmax: the first peak
+
+
+def test_the_uniform_repulsion_flags_reach_the_extraction():
+    """--repel all --udf_final_projection 1 --udf_push_spacing 0.3 (numcc.udf's even setting)
+    puts the points on the surface; the original's flags leave them one push off."""
+    common = ["--n_query_udf", "20000"]
+    original = get_args_parser().parse_args(common)
+    even = get_args_parser().parse_args(
+        [*common, "--repel", "all", "--udf_final_projection", "1", "--udf_push_spacing", "0.3"]
+    )
+    off = (predict_udf(sphere_decoder, evaluation_grid(), original)[0].norm(dim=1) - 1).abs()
+    on = (predict_udf(sphere_decoder, evaluation_grid(), even)[0].norm(dim=1) - 1).abs()
+    assert off.mean() > 0.01 and on.max() < 1e-5

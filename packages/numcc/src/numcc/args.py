@@ -105,6 +105,21 @@ ADDED = [
         ["chunk", "all"],
     ),
     (
+        "udf_final_projection",
+        0,
+        int,
+        "added: 1 projects the points once more after the last push (onto the surface)",
+        [0, 1],
+    ),
+    (
+        "udf_push_spacing",
+        0.0,
+        float,
+        "added: push in units of the candidates' mean spacing / this (0: the original's "
+        "absolute push; 0.3 with --repel all --udf_final_projection 1 spreads points evenly)",
+        None,
+    ),
+    (
         "eval_frame",
         "crc32",
         str,

@@ -96,7 +96,7 @@ def predict_udf(
     decode: Decoder, queries: torch.Tensor, args, colour: str = "argmax"
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Points by Repulsive UDF (args: udf_threshold, udf_n_iter, repulsive, n_query_udf,
-    repel) and their colours."""
+    repel, udf_final_projection, udf_push_spacing) and their colours."""
 
     def field(q: torch.Tensor) -> torch.Tensor:
         return decode(q)[:, 0]
@@ -109,6 +109,8 @@ def predict_udf(
         n_iter=args.udf_n_iter,
         repulsive=bool(args.repulsive),
         repel=args.repel,
+        final_projection=bool(args.udf_final_projection),
+        push_spacing=args.udf_push_spacing or None,
     )
     out = decode_chunks(decode, points, args.n_query_udf)
     return points, colours(out[:, 1:], colour)
