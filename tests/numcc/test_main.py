@@ -173,3 +173,26 @@ def test_bad_inputs_one_line_exit_2_nothing_written(co3d, tmp_path, problem):
     assert lines[-1].startswith("error: ") and named in lines[-1]
     written = list((tmp_path / "experiments").rglob("*.*"))
     assert [p.name for p in written] == (["log.txt"] if problem == "mask_size" else [])
+
+
+def test_synthetic_dataset_cli_and_demo_summary(co3d, tmp_path):
+    from numcc import demo_summary, synthetic
+
+    out = tmp_path / "co3d"
+    argv = [str(out), "--categories", "sphere,box", "--sequences", "3", "--val", "2"]
+    assert synthetic.main([*argv, "--views", "2", "--size", "32x40"]) == 0
+    split = json.loads((out / "box/set_lists/set_lists_fewview_dev.json").read_text())
+    assert len({s for s, _, _ in split["val"]}) == 2 and len({s for s, _, _ in split["train"]}) == 1
+    with pytest.raises(SystemExit) as refused:
+        from geomkit.errors import run_main
+
+        run_main(synthetic.main, argv)
+    assert refused.value.code == 2
+    exp = co3d / "experiments/one"
+    if not (exp / "checkpoint-last.pth").exists():
+        pytest.skip("needs the training run of test_two_processes_train_and_evaluate_like_one")
+    assert demo_summary.main([str(co3d), "--exp", str(exp)]) == 0
+    summary = json.loads((co3d / "summary.json").read_text())
+    metrics = json.loads((exp / "metrics/epoch1/metrics.json").read_text())
+    assert summary["numbers"]["F1"] == metrics["mean"]["F1"]
+    assert "experiments/one/metrics/epoch1/metrics.json" in summary["pages"].values()

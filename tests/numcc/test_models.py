@@ -416,3 +416,13 @@ def test_sincos_embedding_layout():
     w = torch.tensor([1.0, 0.01])
     expected = torch.cat([(col * w).sin(), (col * w).cos(), (row * w).sin(), (row * w).cos()])
     assert_close(emb[1 + row * 3 + col], expected, atol=1e-6)
+
+
+def test_reset_geo_restarts_the_distance_output_only():
+    model = NUMCC(default_args(), TINY)
+    before = model.fc_out[1].weight.detach().clone()
+    model.reset_geometry_head()
+    head = model.fc_out[1]
+    assert head.bias[0] == torch.tensor(0.001) and 0 <= float(head.weight[0].min())
+    assert float(head.weight[0].max()) < 1e-4
+    assert torch.equal(head.weight[1:], before[1:])

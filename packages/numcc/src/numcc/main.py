@@ -6,7 +6,8 @@ and ``--run_viz`` (Plotly pages of the first objects); ``--resume FILE`` loads a
 ``--model mcc``, or ours) strictly, the weights fixing --n_groups and --no_fine. Outputs go to
 ``experiments/<exp_name>/``: checkpoint-<epoch>.pth every --save_every epochs, checkpoint-last.pth
 after every epoch and every --save_every_iters iterations, log.txt, TensorBoard in logs/,
-metrics/ and viz/ (see numcc.evaluation).
+metrics/ (evaluation every --val_every epochs and after the last) and viz/ (every --viz_every
+epochs), see numcc.evaluation.
 
 Training repeats the original: per-process batch --batch_size, --accum_iter accumulation,
 AdamW with timm's weight-decay groups, warm-up and cosine set per iteration, encoder-only
@@ -79,10 +80,20 @@ class Run:
         else:
             torch.manual_seed(args.seed)
             self.model, self.args = build_model(args), args
+        if self.args.reset_geo and not self.reset_before():
+            if not hasattr(self.model, "reset_geometry_head"):
+                raise ConfigError("--reset_geo is NU-MCC's (MCC has no fc_out)")
+            self.model.reset_geometry_head()
         self.model.to(info.device)
         self.log = text_logger(self.out_dir if info.is_main else None, "numcc").info
         if resume:
             self.log(f"loaded {resume} (epoch {self.saved.get('epoch', 'unknown')})")
+
+    def reset_before(self) -> bool:
+        """Whether the checkpoint's own run already re-initialised the geometry output (a
+        resumed --reset_geo run must not do it again)."""
+        saved_args = (self.saved or {}).get("args")
+        return bool(getattr(saved_args, "reset_geo", False))
 
     def own_checkpoint(self, args) -> str:
         """The run's checkpoint-last.pth when training starts again (it resumes)."""
@@ -211,7 +222,7 @@ class Trainer:
         if self.batch % args.accum_iter == 0:
             self.optimizer_step()
         self.log_step(losses, step, n_iter)
-        return float(losses.total)
+        return float(losses.total.detach())
 
     def optimizer_step(self) -> None:
         if self.args.model == "mcc" and self.args.clip_grad:
@@ -226,13 +237,14 @@ class Trainer:
 
     def log_step(self, losses, step: int, n_iter: int) -> None:
         global_step = self.epoch * n_iter + step
-        values = {
-            "loss": float(losses.total),
-            "geo": float(losses.geo),
-            "rgb": float(losses.rgb),
-            "centers": float(losses.centers),
-            "lr": self.optimizer.param_groups[0]["lr"],
+        terms = {
+            "loss": losses.total,
+            "geo": losses.geo,
+            "rgb": losses.rgb,
+            "centers": losses.centers,
         }
+        values = {name: float(value.detach()) for name, value in terms.items()}
+        values["lr"] = self.optimizer.param_groups[0]["lr"]
         self.board.scalars(values, global_step, prefix="train/")
         if step % self.args.print_every == 0:
             text = ", ".join(f"{k} {v:.4g}" for k, v in values.items())

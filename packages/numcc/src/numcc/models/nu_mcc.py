@@ -60,6 +60,14 @@ class NUMCC(nn.Module):
         self.decoderl2 = FeatureAggregator(sizes, args.nneigh, args.nn_seen, args.no_fine)
         self.fc_out = nn.Sequential(nn.ReLU(), nn.Linear(sizes.hidden_dim, 1 + 3 * N_COLOUR_BINS))
 
+    @torch.no_grad()
+    def reset_geometry_head(self) -> None:
+        """--reset_geo: the distance (or occupancy) output restarts near 0.001, its weights
+        uniform in [0, 1e-4), the colour outputs untouched (the original's re-initialisation)."""
+        head = self.fc_out[1]
+        head.weight[0] = torch.rand_like(head.weight[0]) * 1e-4
+        head.bias[0] = 0.001
+
     def encode(
         self,
         seen_images: torch.Tensor,

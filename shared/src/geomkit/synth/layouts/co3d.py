@@ -31,8 +31,9 @@ from geomkit.synth.layouts.common import on_white
 from geomkit.synth.scene import Views
 
 
-def ndc_isotropic(cameras, i: int) -> dict:
-    """Camera i as a CO3D viewpoint entry (pixel intrinsics -> isotropic NDC)."""
+def ndc_isotropic(cameras, i: int, world_scale: float = 1.0) -> dict:
+    """Camera i as a CO3D viewpoint entry (pixel intrinsics -> isotropic NDC), its world
+    scaled by ``world_scale``."""
     height, width = (float(v) for v in cameras.image_size[i])
     half = torch.tensor([width / 2, height / 2], dtype=torch.float64)
     rescale = half.min()
@@ -40,7 +41,7 @@ def ndc_isotropic(cameras, i: int) -> dict:
     principal = (half - cameras.principal_point[i].double()) / rescale
     return {
         "R": cameras.R[i].double().tolist(),
-        "T": cameras.T[i].double().tolist(),
+        "T": (cameras.T[i].double() * world_scale).tolist(),
         "focal_length": focal.tolist(),
         "principal_point": principal.tolist(),
         "intrinsics_format": "ndc_isotropic",
@@ -67,8 +68,10 @@ def write_co3d_sequence(
     views: Views,
     cloud: PointCloud,
     scale_adjustment: float = 1.0,
+    world_scale: float = 1.0,
 ) -> tuple[list[dict], dict]:
-    """One sequence's files; returns its frame annotations and its sequence annotation."""
+    """One sequence's files, the scene scaled by ``world_scale`` (cameras, depths, points);
+    returns its frame annotations and its sequence annotation."""
     folder = f"{category}/{sequence}"
     frames = []
     for i in range(len(views)):
@@ -82,7 +85,7 @@ def write_co3d_sequence(
         write_image(root / paths["image"], on_white(views, i))
         write_image(root / paths["mask"], views.mask[i])
         write_image(root / paths["depth_mask"], views.depth[i] > 0)
-        write_float16_png(root / paths["depth"], views.depth[i] / scale_adjustment)
+        write_float16_png(root / paths["depth"], views.depth[i] * world_scale / scale_adjustment)
         frames.append(
             {
                 "sequence_name": sequence,
@@ -95,11 +98,12 @@ def write_co3d_sequence(
                     "mask_path": paths["depth_mask"],
                 },
                 "mask": {"path": paths["mask"], "mass": int(views.mask[i].sum())},
-                "viewpoint": ndc_isotropic(views.cameras, i),
+                "viewpoint": ndc_isotropic(views.cameras, i, world_scale),
                 "meta": {},
             }
         )
-    write_ply(root / folder / "pointcloud.ply", cloud)
+    scaled = PointCloud(cloud.points * world_scale, colors=cloud.colors)
+    write_ply(root / folder / "pointcloud.ply", scaled)
     sequence_entry = {
         "sequence_name": sequence,
         "category": category,
@@ -120,13 +124,16 @@ def write_co3d_category(
     sequences: dict[str, tuple[Views, PointCloud, float]],
     val_sequences: set[str],
     subset: str = "fewview_dev",
+    world_scale: float = 1.0,
 ) -> None:
     """A category's sequences (name -> (views, point cloud, depth scale_adjustment)), its two
     annotation files and its set list: every frame of ``val_sequences`` in "val", the rest in
     "train"."""
     frames, entries = [], []
     for sequence, (views, cloud, scale) in sequences.items():
-        sequence_frames, entry = write_co3d_sequence(root, category, sequence, views, cloud, scale)
+        sequence_frames, entry = write_co3d_sequence(
+            root, category, sequence, views, cloud, scale, world_scale
+        )
         frames += sequence_frames
         entries.append(entry)
     write_jgz(root / category / "frame_annotations.jgz", frames)
@@ -146,11 +153,16 @@ def generate_co3d(
     image_size: tuple[int, int] = (120, 160),
     n_points: int = 4000,
     seed: int = 0,
+    val: int = 1,
+    world_scale: float = 1.0,
 ) -> Path:
     """A small CO3D v2 dataset of procedural shapes (geomkit.synth.shapes FAMILIES as
     categories): per category ``sequences`` sequences of ``views`` frames around a shape of its
-    family, the last sequence in the "val" list, depth scale adjustments that differ per
-    sequence, coloured surface samples as each sequence's point cloud."""
+    family, the last ``val`` sequences in the "val" list, depth scale adjustments that differ
+    per sequence, coloured surface samples as each sequence's point cloud; shapes about unit
+    size, times ``world_scale``."""
+    if not 0 < val <= sequences:
+        raise ValueError(f"val must be between 1 and sequences = {sequences}, got {val}")
     from geomkit.mesh import sample_surface
     from geomkit.synth.camera_paths import camera_path
     from geomkit.synth.scene import render_views
@@ -167,5 +179,7 @@ def generate_co3d(
             cloud = PointCloud(points.astype(np.float32), colors=shape.color(points))
             name = f"{100 + s}_{shape_seed}_{c}"
             content[name] = (render_views(shape, cameras, 64), cloud, 0.5 + 0.25 * s)
-        write_co3d_category(root, category, content, {list(content)[-1]})
+        write_co3d_category(
+            root, category, content, set(list(content)[-val:]), world_scale=world_scale
+        )
     return root
