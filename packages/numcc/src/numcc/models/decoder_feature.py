@@ -20,6 +20,7 @@ from numcc.models.layers import N_FREQUENCIES, ModelSizes, positional_encoding
 
 FAR = 9999.0  # the original's coordinate for invalid pixels
 ORIGINAL_GRID = 112  # the original's hard-coded divisor of pixel rows and columns
+QUERY_BLOCK = 512  # queries per pass through decoderl2's layers
 
 
 class SeenPixels(NamedTuple):
@@ -60,16 +61,22 @@ def seen_pixels(
     return SeenPixels(xyz, order, valid.sum(1), index_width or W, grid_size or W)
 
 
-def nearest_seen(query_xyz: torch.Tensor, seen: SeenPixels, k: int):
-    """The k nearest valid seen points of each (B, Q, 3) query, nearest first: their raster
-    indices (B, Q, k) and coordinates (B, Q, k, 3).
+def nearest_seen_slots(query_xyz: torch.Tensor, seen: SeenPixels, k: int) -> torch.Tensor:
+    """The k nearest valid seen points of each (B, Q, 3) query, nearest first, as (B, Q, k)
+    indices into ``seen.xyz`` and ``seen.pixel``.
 
     With fewer than k valid points the rest are invalid pixels at FAR in raster order, as the
     original's sort of all pixels (invalid ones at FAR) gives when its ties keep that order.
     """
     idx = knn_points(query_xyz.detach(), seen.xyz, lengths2=seen.lengths, K=k).idx
     slot = torch.arange(k, device=idx.device)
-    idx = torch.where(slot < seen.lengths[:, None, None], idx, slot)
+    return torch.where(slot < seen.lengths[:, None, None], idx, slot)
+
+
+def nearest_seen(query_xyz: torch.Tensor, seen: SeenPixels, k: int):
+    """The k nearest valid seen points of each (B, Q, 3) query (see
+    :func:`nearest_seen_slots`): their raster indices (B, Q, k) and coordinates (B, Q, k, 3)."""
+    idx = nearest_seen_slots(query_xyz, seen, k)
     B, Q, _ = idx.shape
     pixel = seen.pixel.gather(1, idx.reshape(B, -1)).reshape(B, Q, k)
     return pixel, knn_gather(seen.xyz, idx)
@@ -84,39 +91,56 @@ def pixel_grid(pixel: torch.Tensor, index_width: int, grid_size: int) -> torch.T
     return (torch.stack([col, row], dim=-1).float() / grid_size - 0.5) * 2
 
 
-def vector_attention(
-    query: torch.Tensor,
-    keys: torch.Tensor,
-    values: torch.Tensor,
-    delta: torch.Tensor,
-    fc_gamma: nn.Module,
-) -> torch.Tensor:
-    """Point-Transformer attention, one softmax per channel over the tokens, no sqrt(d).
-
-    Args:
-        query: (B, D) the global query, shared by all queries.
-        keys, values: (B, Q, T, D) per query and token.
-        delta: (B, Q, T - 1, D) position terms of the located tokens; the last (global)
-            token has none.
-        fc_gamma: the MLP on query - key + delta.
-
-    Returns:
-        (B, Q, D) sum over tokens of softmax(fc_gamma(q - k + delta)) * (v + delta).
-    """
-    delta = F.pad(delta, (0, 0, 0, 1))
-    weights = torch.softmax(fc_gamma(query[:, None, None] - keys + delta), dim=-2)
-    return (weights * (values + delta)).sum(dim=-2)
-
-
 def _mlp(width_in: int, width: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(width_in, width), nn.ReLU(), nn.Linear(width, width))
+
+
+def _composed(outer: nn.Linear, inner: nn.Linear | None):
+    """Weight and bias of ``outer(inner(x))`` as one affine map (``outer`` is bias-free), so
+    that a narrow input reaches ``outer``'s width in one product; just ``outer`` without
+    ``inner``."""
+    if inner is None:
+        return outer.weight, None
+    return outer.weight @ inner.weight, outer(inner.bias)
+
+
+def _gather_rows(table: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """Rows of a (B, N, C) table at (B, Q, K) indices -> (B, Q, K, C)."""
+    B, N, C = table.shape
+    offsets = torch.arange(B, device=idx.device).reshape(B, 1, 1) * N
+    rows = table.reshape(B * N, C).index_select(0, (idx + offsets).reshape(-1))
+    return rows.reshape(*idx.shape, C)
+
+
+class AnchorTokens(NamedTuple):
+    """What ``ct1`` attends to besides the pixels, projected once per decoder call rather than
+    once per query and neighbour (the projections are linear, so they commute with gathers).
+
+    rows: (B, M, 2 D + 3) per anchor: query - key, value and position.
+    anchors_xyz: (B, M, 3) the anchor positions, to find each query's nearest.
+    query: (B, D) the global query ``w_qs``.
+    global_logit: (B, D) the global token's attention logits fc_gamma(query - key), the same
+        for every query since that token has no position term.
+    global_value: (B, D) its value.
+    """
+
+    rows: torch.Tensor
+    anchors_xyz: torch.Tensor
+    query: torch.Tensor
+    global_logit: torch.Tensor
+    global_value: torch.Tensor
 
 
 class CrossTransformerBlock(nn.Module):
     """``ct1``: the query's tokens are its ``nneigh`` nearest anchors (keys ``w_ks``, values
     ``w_vs``), its nearest seen pixels' colour features (``w_kc``, ``w_vc``; absent with
     --no_fine 1) and the global token (``w_k_global``, ``w_v_global``); the query is
-    ``w_qs`` of the global token; ``fc_delta`` encodes query - token position."""
+    ``w_qs`` of the global token; ``fc_delta`` encodes query - token position.
+
+    Point-Transformer attention: one softmax per channel over the tokens, no sqrt(d); the
+    output is the sum over tokens of softmax(fc_gamma(q - k + delta)) * (v + delta), with
+    delta = 0 for the global token.
+    """
 
     def __init__(self, dim_inp: int, dim: int, nneigh: int, fine: bool = True):
         super().__init__()
@@ -129,6 +153,45 @@ class CrossTransformerBlock(nn.Module):
             self.w_kc = nn.Linear(dim_inp, dim, bias=False)
             self.w_vc = nn.Linear(dim_inp, dim, bias=False)
 
+    def anchor_tokens(self, anchors: Anchors) -> AnchorTokens:
+        """The anchors' and the global token's projections, for any number of queries."""
+        xyz, feats, global_feats = anchors
+        query = self.w_qs(global_feats)
+        rows = torch.cat([query[:, None] - self.w_ks(feats), self.w_vs(feats), xyz], dim=-1)
+        global_logit = self.fc_gamma(query - self.w_k_global(global_feats))
+        return AnchorTokens(rows, xyz, query, global_logit, self.w_v_global(global_feats))
+
+    def attend(
+        self,
+        query_xyz: torch.Tensor,
+        tokens: AnchorTokens,
+        pixel_feats: torch.Tensor | None = None,
+        pixel_xyz: torch.Tensor | None = None,
+        pixel_embed: nn.Linear | None = None,
+    ) -> torch.Tensor:
+        """:meth:`forward` with the anchors already projected.
+
+        With ``pixel_embed`` (decoderl2's ``fc_s``), ``pixel_feats`` are its inputs: it is
+        folded into ``w_kc`` and ``w_vc``, so the D_in-wide pixel features are never formed.
+        """
+        idx = knn_points(query_xyz.detach(), tokens.anchors_xyz.detach(), K=self.nneigh).idx
+        D = tokens.query.shape[-1]
+        query_minus_key, values, located = _gather_rows(tokens.rows, idx).split([D, D, 3], -1)
+        if pixel_feats is not None:
+            keys = F.linear(pixel_feats, *_composed(self.w_kc, pixel_embed))
+            query = tokens.query[:, None, None]
+            query_minus_key = torch.cat([query_minus_key, query - keys], dim=2)
+            pixel_values = F.linear(pixel_feats, *_composed(self.w_vc, pixel_embed))
+            values = torch.cat([values, pixel_values], dim=2)
+            located = torch.cat([located, pixel_xyz], dim=2)
+        delta = self.fc_delta(query_xyz[:, :, None] - located)
+        logits = self.fc_gamma(query_minus_key + delta)
+        B, Q, T, _ = logits.shape
+        global_logit = tokens.global_logit[:, None, None].expand(B, Q, 1, D)
+        weights = torch.softmax(torch.cat([logits, global_logit], dim=2), dim=2)
+        located_part = (weights[:, :, :T] * (values + delta)).sum(dim=2)
+        return located_part + weights[:, :, T] * tokens.global_value[:, None]
+
     def forward(
         self,
         query_xyz: torch.Tensor,
@@ -138,26 +201,7 @@ class CrossTransformerBlock(nn.Module):
     ) -> torch.Tensor:
         """(B, Q, 3) queries, anchors, and (B, Q, S, D_in) / (B, Q, S, 3) pixel features and
         points (None without pixels) -> (B, Q, D)."""
-        xyz, feats, global_feats = anchors
-        idx = knn_points(query_xyz.detach(), xyz.detach(), K=self.nneigh).idx
-        keys = [knn_gather(self.w_ks(feats), idx)]
-        values = [knn_gather(self.w_vs(feats), idx)]
-        located = [knn_gather(xyz, idx)]
-        if pixel_feats is not None:
-            keys.append(self.w_kc(pixel_feats))
-            values.append(self.w_vc(pixel_feats))
-            located.append(pixel_xyz)
-        B, Q, _ = query_xyz.shape
-        keys.append(self.w_k_global(global_feats)[:, None, None].expand(B, Q, 1, -1))
-        values.append(self.w_v_global(global_feats)[:, None, None].expand(B, Q, 1, -1))
-        delta = self.fc_delta(query_xyz[:, :, None] - torch.cat(located, dim=2))
-        return vector_attention(
-            self.w_qs(global_feats),
-            torch.cat(keys, dim=2),
-            torch.cat(values, dim=2),
-            delta,
-            self.fc_gamma,
-        )
+        return self.attend(query_xyz, self.anchor_tokens(anchors), pixel_feats, pixel_xyz)
 
 
 class ResnetBlockFC(nn.Module):
@@ -197,15 +241,15 @@ class FeatureAggregator(nn.Module):
         self.fc_c = nn.ModuleList(nn.Linear(hidden, hidden) for _ in range(sizes.n_blocks))
         self.fc_p = nn.Linear(6 * N_FREQUENCIES, hidden)
 
-    def sample_grid_features(self, query_xyz, seen: SeenPixels, fine_rgb: torch.Tensor):
-        """Features (B, Q, S, D_in) of the fine map's colours at each query's nearest seen
-        pixels (bilinear, border padding), and those pixels' points (B, Q, S, 3)."""
-        pixel, xyz = nearest_seen(query_xyz, seen, self.nn_seen)
-        grid = pixel_grid(pixel, seen.index_width, seen.grid_size).to(fine_rgb.dtype)
+    def seen_colours(self, seen: SeenPixels, fine_rgb: torch.Tensor) -> torch.Tensor:
+        """(B, P, 6): the fine map's colour at every entry of ``seen`` (bilinear, border
+        padding; the original samples it per query at the query's nearest pixels), then the
+        entry's point."""
+        grid = pixel_grid(seen.pixel, seen.index_width, seen.grid_size).to(fine_rgb.dtype)
         rgb = F.grid_sample(
-            fine_rgb, grid, mode="bilinear", padding_mode="border", align_corners=True
+            fine_rgb, grid[:, None], mode="bilinear", padding_mode="border", align_corners=True
         )
-        return self.fc_s(rgb.permute(0, 2, 3, 1)), xyz
+        return torch.cat([rgb[:, :, 0].transpose(1, 2), seen.xyz], dim=-1)
 
     def forward(
         self,
@@ -215,9 +259,24 @@ class FeatureAggregator(nn.Module):
         fine_rgb: torch.Tensor | None,
     ) -> torch.Tensor:
         """(B, Q, 3) queries -> (B, Q, hidden) features for ``fc_out``. ``seen`` and
-        ``fine_rgb`` may be None with --no_fine 1."""
-        pixel = self.sample_grid_features(query_xyz, seen, fine_rgb) if self.fine else ()
-        lat = self.ct1(query_xyz, anchors, *pixel)
+        ``fine_rgb`` may be None with --no_fine 1.
+
+        The anchors are projected and the seen pixels' colours read once; the queries then
+        go through in blocks of QUERY_BLOCK, whose (block, tokens, width) intermediates stay
+        in the CPU's cache. A query's features depend on it alone, so blocks change nothing.
+        """
+        tokens = self.ct1.anchor_tokens(anchors)
+        colours = self.seen_colours(seen, fine_rgb) if self.fine else None
+        blocks = query_xyz.split(QUERY_BLOCK, dim=1)
+        return torch.cat([self._features(q, seen, colours, tokens) for q in blocks], dim=1)
+
+    def _features(self, query_xyz, seen, colours, tokens: AnchorTokens) -> torch.Tensor:
+        pixels = ()
+        if self.fine:
+            idx = nearest_seen_slots(query_xyz, seen, self.nn_seen)
+            pixel_rgb, pixel_xyz = _gather_rows(colours, idx).split([3, 3], dim=-1)
+            pixels = (pixel_rgb, pixel_xyz, self.fc_s)
+        lat = self.ct1.attend(query_xyz, tokens, *pixels)
         net = self.fc_p(positional_encoding(query_xyz))
         for fc_c, block in zip(self.fc_c, self.blocks, strict=True):
             net = block(net + fc_c(lat))
