@@ -26,7 +26,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from geomkit.errors import ArgumentParser
 from geomkit.io import check_can_write, write_ply
@@ -38,8 +37,10 @@ from numcc.demo_inputs import SeenInputs
 from numcc.predict import (
     VIZ_QUERIES,
     VIZ_QUERIES_SAVE_PC,
+    chunked_args,
     object_decoder,
     reconstruct,
+    seen_colour_cloud,
     viz_queries,
 )
 
@@ -100,8 +101,7 @@ def demo_model(args: argparse.Namespace) -> tuple[torch.nn.Module, argparse.Name
     run = loaded.args
     run.device = run.device if run.device == "cpu" or torch.cuda.is_available() else "cpu"
     run.n_query_udf = args.batch_query
-    if use_hr(run):  # a denser seen map costs more per query: the original's smaller chunks
-        run.n_query_udf = int(args.batch_query * (run.xyz_size / run.xyz_size_hr) ** 2)
+    run = chunked_args(run)
     model = loaded.model.eval().requires_grad_(False).to(run.device)
     return model, run
 
@@ -128,15 +128,8 @@ def predict(
     return points.detach().cpu(), colours.cpu(), anchors
 
 
-def seen_cloud(seen: SeenInputs) -> tuple[torch.Tensor, torch.Tensor]:
-    """The valid seen points and their colours (the image averaged down to the map)."""
-    valid = torch.isfinite(seen.seen_xyz).all(-1)
-    rgb = F.interpolate(seen.seen_rgb[None], size=tuple(valid.shape), mode="area")[0]
-    return seen.seen_xyz[valid], rgb.permute(1, 2, 0)[valid]
-
-
 def write_outputs(paths, seen: SeenInputs, points, colours, anchors, title: str) -> None:
-    seen_xyz, seen_rgb = seen_cloud(seen)
+    seen_xyz, seen_rgb = seen_colour_cloud(seen.seen_xyz, seen.seen_rgb)
     pred, seen_points = cloud(points, colours), cloud(seen_xyz, seen_rgb)
     write_ply(paths["pred"], pred)
     write_ply(paths["pred_input"], cloud(seen.to_input_frame(points), colours))

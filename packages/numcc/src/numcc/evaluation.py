@@ -15,7 +15,6 @@ Visualisation: the first --max_n_viz_obj evaluation objects of each process, ran
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import time
@@ -34,9 +33,11 @@ from numcc.metrics import format_metrics, mean_metrics, object_metrics
 from numcc.predict import (
     VIZ_QUERIES,
     VIZ_QUERIES_SAVE_PC,
+    chunked_args,
     eval_queries,
     object_decoder,
     reconstruct,
+    seen_colour_cloud,
     viz_queries,
 )
 
@@ -44,14 +45,6 @@ from numcc.predict import (
 def object_name(name) -> str:
     """category_sequence_frame (CO3D) or scene_frame (Hypersim) of a sample's name."""
     return "_".join(str(part) for part in name)
-
-
-def chunked_args(args) -> argparse.Namespace:
-    """The flags with --n_query_udf scaled as the original does with --hr."""
-    if not args.hr:
-        return args
-    factor = (args.xyz_size / args.xyz_size_hr) ** 2
-    return argparse.Namespace(**{**vars(args), "n_query_udf": int(args.n_query_udf * factor)})
 
 
 def predict_object(model, sample: dict, args, device, queries: torch.Tensor):
@@ -159,21 +152,13 @@ def visualise(model, dataset, args, out_dir: Path, epoch, device) -> list[Path]:
         colour = "expectation" if args.model == "mcc" else "argmax"
         points, rgb = (t.cpu() for t in reconstruct(decode, queries.to(device), args, colour))
         name = object_name(sample["name"])
-        clouds = {"seen": seen_cloud(sample), "pred": (points, rgb)}
+        clouds = {
+            "seen": seen_colour_cloud(sample["seen_xyz"], sample["seen_rgb"]),
+            "pred": (points, rgb),
+        }
         clouds["gt"] = (sample["gt_xyz"], sample["gt_rgb"])
         items = {label: PointCloud(p.numpy(), colors=c.numpy()) for label, (p, c) in clouds.items()}
         pages.append(save_scene_html(folder / f"{name}.html", items, title=name))
         if args.save_pc:
             save_clouds(folder, name, clouds)
     return pages
-
-
-def seen_cloud(sample: dict) -> tuple[torch.Tensor, torch.Tensor]:
-    """The valid seen points and the image's colours at them."""
-    xyz = sample["seen_xyz"]
-    size = xyz.shape[0]
-    image = torch.nn.functional.interpolate(
-        sample["seen_rgb"][None], size=(size, size), mode="bilinear", align_corners=False
-    )[0]
-    valid = torch.isfinite(xyz).all(-1)
-    return xyz[valid], image.permute(1, 2, 0)[valid]

@@ -9,9 +9,11 @@ temperature 0.1 (``colour="expectation"``).
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
 
 from numcc.udf import evaluation_grid, extract_points
 
@@ -44,6 +46,23 @@ def object_decoder(model, seen_xyz, seen_rgb, seen_xyz_hr=None):
             return (lambda q: model.decode(encoding, q[None])[0]), anchors
         latent = model.encode(seen_rgb[None], xyz, valid[None])
     return (lambda q: model.decode(latent, q[None])[0]), None
+
+
+def seen_colour_cloud(seen_xyz: torch.Tensor, seen_rgb: torch.Tensor):
+    """The valid points of an (S, S, 3) seen map (inf where invalid) and the (3, H, W) image's
+    colours at them (the image averaged down to the map)."""
+    valid = torch.isfinite(seen_xyz).all(-1)
+    rgb = F.interpolate(seen_rgb[None], size=tuple(valid.shape), mode="area")[0]
+    return seen_xyz[valid], rgb.permute(1, 2, 0)[valid]
+
+
+def chunked_args(args) -> argparse.Namespace:
+    """The flags with --n_query_udf divided by (xyz_size_hr / xyz_size)^2 under --hr (NU-MCC),
+    as the original: a denser seen map costs more per query."""
+    if not (args.hr and args.model == "numcc"):
+        return args
+    factor = (args.xyz_size / args.xyz_size_hr) ** 2
+    return argparse.Namespace(**{**vars(args), "n_query_udf": int(args.n_query_udf * factor)})
 
 
 def viz_queries(
