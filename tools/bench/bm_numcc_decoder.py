@@ -46,16 +46,23 @@ def dense_masked_attention(attn: MCCDecoderAttention, x: torch.Tensor, n_queries
     return attn.proj((weights @ v).transpose(1, 2).reshape(B, N, C))
 
 
+def build_decoder_model(name: str, device: str) -> torch.nn.Module:
+    """The column's paper-size model, seed 0, in eval mode (mcc_original: MCC's weights with
+    the dense masked attention)."""
+    torch.manual_seed(0)
+    args = get_args_parser().parse_args(["--model", name.removesuffix("_original")])
+    model = build_model(args).to(device).eval().requires_grad_(False)
+    if name == "mcc_original":
+        for block in model.decoder_blocks:
+            block.attn.forward = lambda x, n, a=block.attn: dense_masked_attention(a, x, n)
+    return model
+
+
 def decoders(device: str):
     """(name -> decode(queries)) of the three decoders, each model's encoder run once."""
     calls = {}
     for name in COLUMNS:
-        torch.manual_seed(0)
-        args = get_args_parser().parse_args(["--model", name.removesuffix("_original")])
-        model = build_model(args).to(device).eval()
-        if name == "mcc_original":
-            for block in model.decoder_blocks:
-                block.attn.forward = lambda x, n, a=block.attn: dense_masked_attention(a, x, n)
+        model = build_decoder_model(name, device)
         with torch.no_grad():
             encoding = model.encode(*inputs(device))
         calls[name] = lambda q, m=model, e=encoding: m.decode(e, q)
