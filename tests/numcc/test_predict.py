@@ -44,6 +44,12 @@ def test_occupancy_prediction_and_colour_modes():
     assert colours(logits.reshape(1, -1))[0, 0] == 10 / 255  # argmax: the first peak
 
 
+def test_colours_stay_on_the_logits_device():
+    """MCC's expectation colour on a GPU failed (CPU bin levels); the meta device stands in."""
+    for mode in ("argmax", "expectation"):
+        assert colours(torch.zeros(2, 768, device="meta"), mode).device.type == "meta"
+
+
 def test_the_uniform_repulsion_flags_reach_the_extraction():
     """--repel all --udf_final_projection 1 --udf_push_spacing 0.3 (numcc.udf's even setting)
     puts the points on the surface; the original's flags leave them one push off."""

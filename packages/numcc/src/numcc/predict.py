@@ -107,7 +107,8 @@ def colours(logits: torch.Tensor, mode: str = "argmax") -> torch.Tensor:
         return bins.argmax(dim=-1).float() / 255.0
     if mode == "expectation":
         weights = torch.softmax(bins / MCC_TEMPERATURE, dim=-1)
-        return (weights * torch.arange(256, dtype=weights.dtype)).sum(-1) / 255.0
+        levels = torch.arange(256, dtype=weights.dtype, device=weights.device)
+        return (weights * levels).sum(-1) / 255.0
     raise ValueError(f"colour mode must be one of {COLOUR_MODES}, got {mode!r}")
 
 

@@ -20,7 +20,7 @@ from numcc.models.layers import N_FREQUENCIES, ModelSizes, positional_encoding
 
 FAR = 9999.0  # the original's coordinate for invalid pixels
 ORIGINAL_GRID = 112  # the original's hard-coded divisor of pixel rows and columns
-QUERY_BLOCK = 512  # queries per pass through decoderl2's layers
+QUERY_BLOCK_CPU = 512  # queries per pass through decoderl2's layers on a CPU
 
 
 class SeenPixels(NamedTuple):
@@ -261,13 +261,15 @@ class FeatureAggregator(nn.Module):
         """(B, Q, 3) queries -> (B, Q, hidden) features for ``fc_out``. ``seen`` and
         ``fine_rgb`` may be None with --no_fine 1.
 
-        The anchors are projected and the seen pixels' colours read once; the queries then
-        go through in blocks of QUERY_BLOCK, whose (block, tokens, width) intermediates stay
-        in the CPU's cache. A query's features depend on it alone, so blocks change nothing.
+        The anchors are projected and the seen pixels' colours read once; on a CPU the
+        queries then go through in blocks of QUERY_BLOCK_CPU, whose (block, tokens, width)
+        intermediates stay in its cache (a GPU takes them all at once: small blocks would
+        leave it idle). A query's features depend on it alone, so blocks change nothing.
         """
         tokens = self.ct1.anchor_tokens(anchors)
         colours = self.seen_colours(seen, fine_rgb) if self.fine else None
-        blocks = query_xyz.split(QUERY_BLOCK, dim=1)
+        block = QUERY_BLOCK_CPU if query_xyz.device.type == "cpu" else query_xyz.shape[1]
+        blocks = query_xyz.split(max(block, 1), dim=1)
         return torch.cat([self._features(q, seen, colours, tokens) for q in blocks], dim=1)
 
     def _features(self, query_xyz, seen, colours, tokens: AnchorTokens) -> torch.Tensor:
