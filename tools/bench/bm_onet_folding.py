@@ -19,6 +19,7 @@ from tools.bench.bm_onet_generation import MISE_SETTING, image_model, median_occ
 from tools.bench.harness import Table, bench_main, median_seconds
 
 SECTION = "onet-folding"
+DEVICES = ("cpu",)  # make bench: the CPU path only
 COLUMNS = ["folded", "unfolded"]
 
 

@@ -29,6 +29,7 @@ from tests.onet.test_generation import Analytic, torus_distance
 from tools.bench.harness import Table, median_seconds, write_section
 
 SECTION = "onet-generation"  # its part of BENCHMARKS.md
+DEVICES = ("cpu",)  # make bench: the CPU path only
 
 MISE_SETTING = {"resolution0": 32, "upsampling_steps": 2}
 DENSE_SETTING = {"resolution0": 129, "upsampling_steps": 0}

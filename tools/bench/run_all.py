@@ -7,6 +7,8 @@ import sys
 
 import torch
 
+from tools.bench.harness import write_section
+
 BENCHMARKS = [
     "tools.bench.bm_knn",
     "tools.bench.bm_chamfer",
@@ -16,17 +18,18 @@ BENCHMARKS = [
     "tools.bench.bm_onet_generation",
     "tools.bench.bm_onet_folding",
     "tools.bench.bm_numcc_decoder",
+    "tools.bench.bm_numcc_end_to_end",
 ]
 
 
 def main() -> None:
-    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    available = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     for name in BENCHMARKS:
         module = importlib.import_module(name)
-        for device in devices:
+        for device in (d for d in available if d in getattr(module, "DEVICES", available)):
             print(f"== {name} on {device}", flush=True)
             table = module.run(device, quick=False)
-            module.write_section(f"{module.SECTION}-{device}", table.markdown(device))
+            write_section(f"{module.SECTION}-{device}", table.markdown(device))
     sys.exit(0)
 
 
