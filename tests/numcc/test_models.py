@@ -18,7 +18,7 @@ from timm.layers import DropPath
 from geomkit.errors import CheckpointError, InputError
 from numcc.args import get_args_parser
 from numcc.checkpoints import load_model
-from numcc.models import MCC, NUMCC, ModelSizes
+from numcc.models import MCC, NUMCC
 from numcc.models.decoder_anchor import Anchors
 from numcc.models.decoder_feature import (
     FAR,
@@ -28,6 +28,7 @@ from numcc.models.decoder_feature import (
     seen_pixels,
 )
 from numcc.models.layers import (
+    SIZES,
     positional_encoding,
     preprocess_img,
     shrink_points_beyond_threshold,
@@ -38,16 +39,7 @@ from numcc.models.mcc import MCCDecoderAttention
 from ..helpers import assert_close, assert_raises_naming
 from .official_layout import mcc_layout, numcc_layout
 
-TINY = ModelSizes(
-    embed_dim=32,
-    depth=1,
-    num_heads=2,
-    decoder_embed_dim=32,
-    decoder_depth=1,
-    decoder_num_heads=2,
-    hidden_dim=32,
-    n_blocks=2,
-)
+TINY = SIZES["tiny"]
 NUMCC_MODULES = {
     "encoder": 175_636_992,
     "decoderl1": 26_474_499,
