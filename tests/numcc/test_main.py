@@ -18,6 +18,7 @@ from geomkit.synth.layouts.co3d import generate_co3d
 from numcc.data.co3d import read_jgz
 
 from ..helpers import REPO, assert_close, torchrun
+from .runs import numcc_main
 
 TINY_RUN = [
     "--model_size",
@@ -52,18 +53,6 @@ def co3d(tmp_path_factory):
     root = tmp_path_factory.mktemp("numcc_main")
     generate_co3d(root / "co3d", ("sphere", "torus"), sequences=3, views=3, image_size=(48, 64))
     return root
-
-
-def numcc_main(cwd, *argv: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
-    return subprocess.run(
-        [sys.executable, "-m", "numcc.main", *argv],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 def run_args(exp: str, *extra: str) -> list[str]:
