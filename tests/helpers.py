@@ -26,6 +26,27 @@ def torchrun(*args: str, timeout: float = 600, cwd: Path = REPO) -> subprocess.C
     )
 
 
+def fresh_venv(folder: Path, *packages: str) -> Path:
+    """A new venv in ``folder`` with the stack's torch and ``pip install`` of ``packages``
+    (paths under the repository, e.g. "shared", "packages/onet"); its python."""
+    subprocess.run([sys.executable, "-m", "venv", str(folder)], check=True)
+    python = folder / "bin" / "python"
+    pip = [str(python), "-m", "pip", "install", "-q"]
+    subprocess.run([*pip, "torch==2.14.1", "torchvision==0.29.1"], check=True)
+    subprocess.run([*pip, *(str(REPO / p) for p in packages)], check=True, cwd=folder)
+    return python
+
+
+def import_every_module(python: Path, package: str, cwd: Path) -> None:
+    """Import every module of ``package`` with ``python`` (its declared dependencies suffice)."""
+    code = (
+        f"import importlib, pkgutil, {package}\n"
+        f"for m in pkgutil.walk_packages({package}.__path__, '{package}.'): "
+        "importlib.import_module(m.name)"
+    )
+    subprocess.run([str(python), "-c", code], check=True, cwd=cwd)
+
+
 def assert_close(actual, expected, atol: float = 0.0, rtol: float = 0.0, what: str = "") -> None:
     """Elementwise |actual - expected| <= atol + rtol * |expected|, reporting the worst element.
 

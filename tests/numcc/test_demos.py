@@ -22,7 +22,7 @@ from numcc.demo_inputs import WEB_MARGIN, read_depth_png, read_mask, web_points
 from numcc.demo_viz import OUTPUTS
 from numcc.models import MCC, NUMCC, SIZES
 
-from ..helpers import REPO, assert_close
+from ..helpers import REPO, assert_close, fresh_venv, import_every_module
 from .official_layout import numcc_layout
 from .test_models import fabricate
 
@@ -168,6 +168,21 @@ def test_web_demo_cli_with_an_official_layout_checkpoint(gudetama, tmp_path):
     n_pred = len(points_of(files["pred_input"]))
     assert n_pred > 0 and f"{n_pred:,} points predicted" in done.stdout
     assert str(files["html"]) in done.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_fresh_venv_install_runs_the_web_demo(gudetama, tiny_numcc, tmp_path):
+    """pip install ./shared ./packages/numcc into a new venv: every numcc module imports, and
+    python -m numcc.demo_web writes its page and PLYs on the gudetama sample."""
+    python = fresh_venv(tmp_path / "venv", "shared", "packages/numcc")
+    import_every_module(python, "numcc", tmp_path)
+    prefix = tmp_path / "demo" / "output"
+    argv = web_argv(gudetama, tiny_numcc, prefix, "--n_viz_queries=8000")
+    done = subprocess.run([str(python), "-m", "numcc.demo_web", *argv], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert all(path.is_file() for path in outputs(prefix).values())
 
 
 # --- iPhone demo: a Record3D-like capture made here ---------------------------------------

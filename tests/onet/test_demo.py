@@ -8,7 +8,6 @@ import html
 import json
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +23,7 @@ from onet.demo_page import METRIC_COLUMNS, format_metric
 from onet.evaluation import MeshEvaluator
 from onet.models import build_model
 
-from ..helpers import assert_close
+from ..helpers import assert_close, fresh_venv, import_every_module
 from .conftest import TINY_MODEL
 from .official_layout import write_official_checkpoint
 
@@ -109,20 +108,11 @@ def test_fresh_venv_install_runs_the_demo(shared_data, checkpoint, tmp_path):
     """pip install ./shared ./packages/onet into a new venv: every onet module imports (the
     declared dependencies suffice), and the demo runs on all nine images with the demo config's
     settings (30 refinement steps, 5000 faces)."""
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q"]
-    subprocess.run([*pip, "torch==2.14.1", "torchvision==0.29.1"], check=True)
-    packages = [str(REPO / "shared"), str(REPO / "packages" / "onet")]
-    subprocess.run([*pip, *packages], check=True, cwd=tmp_path)
-    every_module = (
-        "import importlib, pkgutil, onet\n"
-        "for m in pkgutil.walk_packages(onet.__path__, 'onet.'): importlib.import_module(m.name)"
-    )
-    subprocess.run([str(venv / "bin" / "python"), "-c", every_module], check=True, cwd=tmp_path)
+    python = fresh_venv(tmp_path / "venv", "shared", "packages/onet")
+    import_every_module(python, "onet", tmp_path)
     images = sorted(str(p) for p in (shared_data / "onet" / "demo").glob("*.jpg"))
     out = tmp_path / "demo"
-    command = [str(venv / "bin" / "python"), "-m", "onet.demo", *images]
+    command = [str(python), "-m", "onet.demo", *images]
     command += ["--checkpoint", str(checkpoint), "--out", str(out), *sets(THRESHOLD)]
     result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
