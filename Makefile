@@ -14,7 +14,7 @@ PACKAGES    := $(wildcard packages/*)
 STAMP       := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: setup test test-slow lint format ext bench demo demo-geomkit demo-onet clean
+.PHONY: setup test test-slow lint format ext bench demo demo-geomkit demo-onet demo-numcc clean
 
 setup: $(STAMP)
 
@@ -48,7 +48,7 @@ bench: $(STAMP)
 BUNNY := $(wildcard ../shared/data/meshes/bunny.obj)
 
 # Each package's demo leaves summary.json in its folder; the index gathers them.
-demo: demo-geomkit demo-onet
+demo: demo-geomkit demo-onet demo-numcc
 	$(PY) -m geomkit.demo_index outputs
 
 demo-geomkit: $(STAMP)
@@ -89,6 +89,35 @@ else
 		"ONET_CKPT=PATH to use another): the real-image demo was not run"
 endif
 	$(PY) -m onet.demo_summary $(ONET_OUT) --eval $(ONET_OUT)/train/generation/eval_meshes.csv
+
+# numcc on a CPU in about two minutes: a generated CO3D-layout dataset (procedural shapes, two
+# held-out sequences per category) -> a tiny NU-MCC trained through numcc.main -> metrics of the
+# held-out views by Repulsive UDF -> Plotly pages of them. With the authors' checkpoint in
+# NUMCC_CKPT, also the authors' web demo on the gudetama sample.
+NUMCC_OUT  := outputs/numcc
+NUMCC_CKPT ?= data/numcc/udf-ep99.pth
+NUMCC_WEB  := ../shared/data/numcc/web/gudetama
+NUMCC_RUN  := --co3d_path co3d --exp_name demo --model_size tiny --device cpu --num_workers 0 \
+              --co3d_world_size 1.1 --random_shift 0.3 --n_query_udf 50000
+NUMCC_PY   := $(abspath $(PY))
+
+demo-numcc: $(STAMP)
+	$(PY) -m numcc.synthetic $(NUMCC_OUT)/co3d --sequences 6 --val 2 --overwrite
+	rm -rf $(NUMCC_OUT)/experiments  # the dataset was just rebuilt: train afresh, do not resume
+	cd $(NUMCC_OUT) && $(NUMCC_PY) -m numcc.main $(NUMCC_RUN) --batch_size 4 --accum_iter 1 \
+		--lr 2e-4 --warmup_epochs 0 --epochs 1 --train_epoch_len_multiplier 150 \
+		--viz_every 100 --print_every 100
+	cd $(NUMCC_OUT) && $(NUMCC_PY) -m numcc.main $(NUMCC_RUN) --run_viz --max_n_viz_obj 3 \
+		--n_viz_queries 50000 --resume experiments/demo/checkpoint-last.pth
+ifneq ($(wildcard $(NUMCC_CKPT)),)
+	$(PY) -m numcc.demo_web --image $(NUMCC_WEB)/im.png --depth $(NUMCC_WEB)/depth.png \
+		--seg $(NUMCC_WEB)/seg.png --checkpoint $(NUMCC_CKPT) --output $(NUMCC_OUT)/gudetama \
+		--device cpu --overwrite
+else
+	@echo "numcc: the authors' checkpoint is not at $(NUMCC_CKPT) (NUMCC_CKPT=PATH to use" \
+		"another): the gudetama web demo was not run"
+endif
+	$(PY) -m numcc.demo_summary $(NUMCC_OUT) --exp $(NUMCC_OUT)/experiments/demo
 
 clean:
 	rm -rf outputs .pytest_cache .ruff_cache

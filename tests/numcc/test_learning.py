@@ -109,7 +109,7 @@ def test_reduced_numcc_learns_held_out_shapes(co3d):
     0.228 -> 0.320; 1 AVX2 0.229 -> 0.322; 2 default 0.202 -> 0.308. An untrained model
     returns a blob over the object (recall 0.99, precision 0.13), hence its F1 of 0.2. MCC on
     the same budget, seed 0: 0.297 (recall 1.0, precision 0.18). 23 minutes on a busy 2-core
-    machine for all three runs, about 12 on a quiet one."""
+    machine for all three runs."""
     seed = str(learning_seed())
     common = ["--co3d_path", "co3d", "--seed", seed, *BUDGET]
     untrained = run_metrics(co3d, *common, "--exp_name", "untrained", "--run_val")

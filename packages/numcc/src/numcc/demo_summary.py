@@ -48,12 +48,14 @@ def main(argv=None) -> int:
         metrics_path.resolve().relative_to(out)
     )
     pages["authors' checkpoint on the gudetama web sample"] = "gudetama.html"
+    n = checkpoint["epoch"] + 1
+    epochs = f"{n} epoch" + ("s" if n > 1 else "")
     path = write_summary(
         args.out,
         "numcc: NU-MCC (NeurIPS'23)",
-        f"A {run.model_size} NU-MCC trained on the CPU for {checkpoint['epoch'] + 1} epochs on a "
-        "generated CO3D-layout dataset (procedural shapes, one view each), scored on the "
-        f"held-out sequences at F1@{run.eval_dist_threshold} with Repulsive UDF.",
+        f"A {run.model_size} NU-MCC trained on the CPU for {epochs} on a generated CO3D-layout "
+        "dataset (spheres, tori, boxes), each object from one RGB-D view, scored on the held-out "
+        f"sequences at F1@{run.eval_dist_threshold} with Repulsive UDF.",
         numbers,
         pages,
         order=20,
