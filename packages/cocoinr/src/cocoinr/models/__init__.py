@@ -1,0 +1,1 @@
+"""CoCo-INR's networks, module names as the authors' checkpoints."""
