@@ -9,9 +9,8 @@ from cocoinr.models.implicit import ImplicitAttentionNetwork
 from geomkit.sdf import LEGACY_WEIGHT_NORM
 
 from ..helpers import assert_close
+from .test_attention import LATENTS
 
-LATENTS = {"depth": 3, "num_latents": 256, "latent_dim": 128, "latent_heads": 4,
-           "latent_dim_head": 32, "cross_heads": 4, "cross_dim_head": 32}  # fmt: skip
 DEAD_CROSS_ATTN = 43_125  # coordinate_attn.cross_attn: built by the original, never used
 
 

@@ -1,0 +1,61 @@
+"""CoCo-INR's colour networks (``RenderingAttentionNetwork``; keys ``codebook``,
+``codebook_attn``, ``coordinate_attn``, ``color_mlp``): the rendering input reads the
+codebook's latents through coordinate attention, then an MLP and a sigmoid give RGB.
+
+Mode ``idr`` (foreground): [xyz, encoded view direction, normal, SDF features]; mode ``nerf``
+(NeRF++ background): [encoded view direction, features].
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from cocoinr.models.attention import CodebookAttention, CoordinateAttention
+from geomkit.sdf import embedding_width, nerf_embedding
+
+MODES = ("idr", "nerf")
+
+
+class RenderingAttentionNetwork(nn.Module):
+    """The colour network, built from the config's ``rendering_network`` block; ``latents`` as
+    in :class:`cocoinr.models.implicit.ImplicitAttentionNetwork`."""
+
+    def __init__(self, codebook: torch.Tensor, feature_vector_size: int, mode: str, d_in: int,
+                 d_out: int, multires_view: int = 4, num_layers: int = 3, hidden_dim: int = 256,
+                 depth: int = 1, num_latents: int = 512, latent_dim: int = 256,
+                 latent_heads: int = 8, latent_dim_head: int = 64, num_cross_depth: int = 1,
+                 activation: str = "gelu", cross_heads: int = 1, cross_dim_head: int = 64,
+                 decoder_ff: bool = True):  # fmt: skip
+        super().__init__()
+        if mode not in MODES:
+            raise ValueError(f"rendering_network.mode must be one of {MODES}, got {mode!r}")
+        self.register_buffer("codebook", codebook)
+        self.mode, self.multires_view = mode, multires_view
+        width = d_in + feature_vector_size + embedding_width(3, multires_view) - 3
+        self.codebook_attn = CodebookAttention(codebook.shape[1], depth, num_latents, latent_dim,
+                                               latent_heads, latent_dim_head, cross_heads,
+                                               cross_dim_head)  # fmt: skip
+        self.coordinate_attn = CoordinateAttention(
+            width, num_cross_depth, activation, latent_dim, cross_heads, cross_dim_head, decoder_ff
+        )
+        layers: list[nn.Module] = []
+        for _ in range(num_layers):
+            layers.append(nn.Sequential(nn.Linear(width, hidden_dim), nn.ReLU()))
+            width = hidden_dim
+        self.color_mlp = nn.Sequential(*layers, nn.Linear(width, d_out))
+
+    def latents(self) -> torch.Tensor:
+        """(1, num_latents, latent_dim): the codebook attention's output."""
+        return self.codebook_attn(self.codebook[None])
+
+    def forward(self, points, normals, view_dirs, feature_vectors,
+                latents: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
+        """(..., 3) points, normals and view directions, (..., F) features -> (..., 3) RGB in
+        [0, 1] (points and normals are unused in ``nerf`` mode)."""
+        views = nerf_embedding(view_dirs, self.multires_view)
+        parts = [points, views, normals] if self.mode == "idr" else [views]
+        x = torch.cat([*parts, feature_vectors], dim=-1)
+        flat = x.reshape(1, -1, x.shape[-1])
+        attended = self.coordinate_attn(flat, self.latents() if latents is None else latents)
+        return torch.sigmoid(self.color_mlp(attended.reshape(x.shape)))

@@ -1,0 +1,57 @@
+"""CoCo-INR's colour networks: the authors' sizes and keys for the foreground (idr) and the
+NeRF++ background (nerf), what each mode reads, latents computed once."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from cocoinr.models.rendering import RenderingAttentionNetwork
+
+from ..helpers import assert_close
+from .test_attention import LATENTS
+
+DEAD = {"idr": 107_875, "nerf": 106_321}  # the unused coordinate_attn.cross_attn of each
+REFERENCE = {"idr": 1_614_485, "nerf": 1_496_596}  # reference section 2: rendering, bg_rendering
+
+
+def colour_network(mode: str, n_codes: int = 64) -> RenderingAttentionNetwork:
+    """dtu.conf's rendering_network (idr, 2 blocks) or bg_network.rendering_network (nerf)."""
+    torch.manual_seed(0)
+    d_in, blocks = (9, 2) if mode == "idr" else (3, 1)
+    return RenderingAttentionNetwork(
+        torch.randn(n_codes, 256), 256, mode, d_in, 3, multires_view=4, num_layers=0,
+        hidden_dim=0, num_cross_depth=blocks, activation="gelu", **LATENTS,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("mode", ["idr", "nerf"])
+def test_sizes_and_keys_are_the_authors(mode):
+    net = colour_network(mode)
+    assert sum(p.numel() for p in net.parameters()) + DEAD[mode] == REFERENCE[mode]
+    width = 289 if mode == "idr" else 283
+    assert net.state_dict()["color_mlp.0.weight"].shape == (3, width)
+    last = "cross_attend_blocks.1" if mode == "idr" else "cross_attend_blocks.0"
+    assert f"coordinate_attn.{last}.1.fn.0.weight" in net.state_dict()
+
+
+def test_what_each_mode_reads():
+    points, normals, views = torch.randn(3, 2, 7, 3).unbind(0)
+    features = torch.randn(2, 7, 256)
+    for mode in ("idr", "nerf"):
+        net = colour_network(mode)
+        normals_leaf = normals.clone().requires_grad_(True)
+        rgb = net(points, normals_leaf, views, features)
+        assert rgb.shape == (2, 7, 3) and ((rgb > 0) & (rgb < 1)).all()
+        moved = net(points + 1, normals_leaf + 1, views, features, net.latents())
+        if mode == "nerf":
+            assert_close(moved, rgb, atol=1e-6, what="nerf mode ignores points and normals")
+        else:
+            rgb.sum().backward()  # the RGB loss reaches the SDF network through the normals
+            assert normals_leaf.grad.abs().sum() > 0
+            assert not torch.allclose(moved, rgb)
+
+
+def test_unknown_mode_is_named():
+    with pytest.raises(ValueError, match="'phong'"):
+        RenderingAttentionNetwork(torch.randn(4, 8), 16, "phong", 9, 3)
