@@ -104,14 +104,6 @@ def _composed(outer: nn.Linear, inner: nn.Linear | None):
     return outer.weight @ inner.weight, outer(inner.bias)
 
 
-def _gather_rows(table: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-    """Rows of a (B, N, C) table at (B, Q, K) indices -> (B, Q, K, C)."""
-    B, N, C = table.shape
-    offsets = torch.arange(B, device=idx.device).reshape(B, 1, 1) * N
-    rows = table.reshape(B * N, C).index_select(0, (idx + offsets).reshape(-1))
-    return rows.reshape(*idx.shape, C)
-
-
 class AnchorTokens(NamedTuple):
     """What ``ct1`` attends to besides the pixels, projected once per decoder call rather than
     once per query and neighbour (the projections are linear, so they commute with gathers).
@@ -176,7 +168,7 @@ class CrossTransformerBlock(nn.Module):
         """
         idx = knn_points(query_xyz.detach(), tokens.anchors_xyz.detach(), K=self.nneigh).idx
         D = tokens.query.shape[-1]
-        query_minus_key, values, located = _gather_rows(tokens.rows, idx).split([D, D, 3], -1)
+        query_minus_key, values, located = knn_gather(tokens.rows, idx).split([D, D, 3], -1)
         if pixel_feats is not None:
             keys = F.linear(pixel_feats, *_composed(self.w_kc, pixel_embed))
             query = tokens.query[:, None, None]
@@ -276,7 +268,7 @@ class FeatureAggregator(nn.Module):
         pixels = ()
         if self.fine:
             idx = nearest_seen_slots(query_xyz, seen, self.nn_seen)
-            pixel_rgb, pixel_xyz = _gather_rows(colours, idx).split([3, 3], dim=-1)
+            pixel_rgb, pixel_xyz = knn_gather(colours, idx).split([3, 3], dim=-1)
             pixels = (pixel_rgb, pixel_xyz, self.fc_s)
         lat = self.ct1.attend(query_xyz, tokens, *pixels)
         net = self.fc_p(positional_encoding(query_xyz))
