@@ -15,6 +15,7 @@ from geomkit.errors import InputError
 from geomkit.mesh import (
     denormalize,
     is_watertight,
+    largest_component,
     marching_cubes,
     merge_duplicate_vertices,
     normalize_to_unit_box,
@@ -288,3 +289,55 @@ def test_signed_volume():
     assert_close(signed_volume(TriMesh(box.vertices, box.faces[:, ::-1])), -6.0, rtol=1e-12)
     sphere = _sphere_mesh("above")
     assert_close(signed_volume(sphere), _as_trimesh(sphere).volume, rtol=1e-9, what="sphere")
+
+
+# ---------------------------------------------------------------- largest component
+
+
+def _icosphere(subdivisions: int, radius: float, centre) -> TriMesh:
+    sphere = trimesh.creation.icosphere(subdivisions=subdivisions, radius=radius)
+    return TriMesh(np.asarray(sphere.vertices) + centre, np.asarray(sphere.faces))
+
+
+def test_largest_component_keeps_largest_area_and_compacts():
+    # The small sphere comes first and has more faces: the area criterion (VolSDF's) must
+    # still pick the large one, and its indices must shift down to start at 0.
+    small = _icosphere(3, 0.2, (2.0, 0.0, 0.0))
+    big = _icosphere(1, 1.0, (0.0, 0.0, 0.0))
+    assert len(small.faces) > len(big.faces)
+    normals = np.random.default_rng(0).normal(size=(len(small.vertices) + len(big.vertices), 3))
+    both = TriMesh(
+        np.concatenate([small.vertices, big.vertices]),
+        np.concatenate([small.faces, big.faces + len(small.vertices)]),
+        vertex_normals=normals,
+    )
+    kept = largest_component(both)
+    assert_close(kept.vertices, big.vertices, atol=0.0, what="vertices")
+    assert np.array_equal(kept.faces, big.faces)
+    assert_close(kept.vertex_normals, normals[len(small.vertices) :], atol=0.0, what="normals")
+    assert is_watertight(kept)
+
+
+def test_largest_component_joins_faces_through_a_shared_vertex():
+    # Two triangles meeting only at vertex 0 are one piece; a far triangle is another, and an
+    # unused vertex is dropped.
+    vertices = np.array(
+        [
+            [0, 0, 0],
+            [1, 0, 0],
+            [0, 1, 0],
+            [-1, 0, 0],
+            [0, -1, 0],
+            [9, 9, 9],
+            [5, 5, 5],
+            [5.1, 5, 5],
+            [5, 5.1, 5],
+        ],
+        dtype=float,
+    )
+    faces = np.array([[0, 1, 2], [0, 3, 4], [6, 7, 8]])
+    kept = largest_component(TriMesh(vertices, faces))
+    assert np.array_equal(kept.faces, [[0, 1, 2], [0, 3, 4]])
+    assert_close(kept.vertices, vertices[:5], atol=0.0, what="vertices")
+    empty = largest_component(TriMesh(vertices, np.zeros((0, 3), dtype=np.int64)))
+    assert empty.is_empty and len(empty.vertices) == 0

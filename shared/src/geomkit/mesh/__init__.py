@@ -1,5 +1,6 @@
 """Triangle meshes (geomkit.structures.TriMesh): marching cubes, surface sampling, ONet's
-inside test (its IoU), unit-box normalisation, and watertightness / orientation checks."""
+inside test (its IoU), unit-box normalisation, watertightness / orientation checks, and the
+largest connected component."""
 
 from __future__ import annotations
 
@@ -7,7 +8,12 @@ from geomkit.mesh.inside import ContainsResult, contains, contains_with_agreemen
 from geomkit.mesh.isosurface import marching_cubes
 from geomkit.mesh.normalize import denormalize, normalize_to_unit_box
 from geomkit.mesh.sampling import sample_surface
-from geomkit.mesh.topology import is_watertight, merge_duplicate_vertices, signed_volume
+from geomkit.mesh.topology import (
+    is_watertight,
+    largest_component,
+    merge_duplicate_vertices,
+    signed_volume,
+)
 
 __all__ = [
     "ContainsResult",
@@ -15,6 +21,7 @@ __all__ = [
     "contains_with_agreement",
     "denormalize",
     "is_watertight",
+    "largest_component",
     "marching_cubes",
     "merge_duplicate_vertices",
     "normalize_to_unit_box",
