@@ -9,12 +9,13 @@ file, except the few keys the authors' configs carry but no code reads (DEAD_KEY
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import yaml
 
+from geomkit import config as gconfig
+from geomkit.config import merge
 from geomkit.errors import ConfigError
 
 CONFIG_ROOT = Path(__file__).resolve().parent / "configs"
@@ -67,68 +68,25 @@ def load_config(path: str | Path, default_path: str | Path | None = DEFAULT_CONF
     return merged
 
 
-def merge(base: Mapping, update: Mapping) -> dict:
-    """Recursive update: nested mappings merge, everything else replaces."""
-    out = copy.deepcopy(dict(base))
-    for key, value in update.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            out[key] = merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
-
-
-def check_keys(config: Mapping, reference: Mapping, source: str, prefix: str = "") -> None:
+def check_keys(config: Mapping, reference: Mapping, source: str) -> None:
     """ConfigError for keys that the reference (default.yaml) does not define."""
-    for key, value in config.items():
-        name = f"{prefix}{key}"
-        if name in DEAD_KEYS or name in FREE_FORM:
-            continue
-        if key not in reference:
-            known = ", ".join(sorted(reference))
-            raise ConfigError(f"unknown config key {name!r} in {source} (known here: {known})")
-        if isinstance(value, Mapping) and isinstance(reference[key], Mapping):
-            check_keys(value, reference[key], source, f"{name}.")
+    gconfig.check_keys(config, reference, source, skip=DEAD_KEYS | FREE_FORM)
 
 
 def set_key(config: dict, dotted: str, value) -> None:
     """Set ``section.key`` (must exist in the config) to ``value``."""
-    *sections, key = dotted.split(".")
-    node = config
-    for section in sections:
-        if not isinstance(node.get(section), dict):
-            raise ConfigError(f"unknown config section {section!r} in {dotted!r}")
-        node = node[section]
-    if key not in node and ".".join(sections) not in FREE_FORM:
-        raise ConfigError(f"unknown config key {dotted!r}")
-    node[key] = value
+    gconfig.set_key(config, dotted, value, FREE_FORM)
 
 
-def parse_override(text: str) -> tuple[str, object]:
-    """``section.key=value`` with value parsed as YAML (numbers, booleans, lists, null)."""
-    if "=" not in text:
-        raise ConfigError(f"override {text!r} must look like section.key=value")
-    key, raw = text.split("=", 1)
-    try:
-        value = yaml.safe_load(raw)
-    except yaml.YAMLError as err:
-        raise ConfigError(f"override {text!r}: the value is not valid YAML") from err
-    return key.strip(), value
+def _yaml_value(raw: str):
+    return yaml.safe_load(raw)
 
 
 def add_override_argument(parser, example: str) -> None:
     """The repeatable ``--set section.key=value`` option of every onet command."""
-    parser.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help=f"override a config key, e.g. {example} (repeatable)",
-    )
+    gconfig.add_override_argument(parser, example)
 
 
 def apply_overrides(config: dict, overrides: Sequence[str]) -> dict:
-    """Apply ``section.key=value`` strings in order; returns the config."""
-    for override in overrides:
-        set_key(config, *parse_override(override))
-    return config
+    """Apply ``section.key=value`` strings in order (values read as YAML); returns the config."""
+    return gconfig.apply_overrides(config, overrides, _yaml_value, FREE_FORM)

@@ -24,13 +24,7 @@ from geomkit.errors import ArgumentParser, ConfigError, run_main
 from geomkit.log import Board, progress, text_logger
 from geomkit.training import EpochBatchSampler, eval_batches
 from onet.checkpoints import load_imagenet_encoder, restore_training, save_training
-from onet.config import (
-    add_override_argument,
-    apply_overrides,
-    load_config,
-    parse_override,
-    set_key,
-)
+from onet.config import add_override_argument, apply_overrides, load_config
 from onet.data import build_dataset
 from onet.models import build_model
 from onet.models.encoders import ImageEncoder
@@ -86,7 +80,7 @@ def apply_short_flags(cfg: dict, args) -> dict:
     for flag, key in SHORT_FLAGS.items():
         value = getattr(args, flag)
         if value is not None:
-            set_key(cfg, key, parse_override(f"{key}={value}")[1])
+            apply_overrides(cfg, [f"{key}={value}"])
     if is_hdf5_folder(args.data_root):
         cfg["data"]["dataset"], cfg["data"]["voxels_file"] = "hdf5", None
     if args.output_path or args.exp_name:
