@@ -39,9 +39,10 @@ def pixel_grid(
     Args:
         height, width: image size H, W.
         pixel_offset: added to the integer column/row indices. 0.5 gives true pixel centres in
-            our convention (top-left pixel centre at (0.5, 0.5)); 0.0 reproduces originals that
-            shoot rays through integer coordinates of their K (original NeRF with
-            ``cx = W/2``, IDR/VolSDF with their OpenCV K shifted by +0.5 here).
+            our convention (top-left pixel centre at (0.5, 0.5)); it also reproduces IDR/VolSDF,
+            whose integer pixel coordinates of their OpenCV K are ours + 0.5 through the K
+            that ``from_idr`` shifts by +0.5. 0.0 reproduces originals that shoot rays through
+            integer coordinates of a K taken as ours unchanged (original NeRF, ``cx = W/2``).
         dtype, device: of the result.
 
     Returns:

@@ -5,8 +5,8 @@ in a sphere, radius 1 or 3 by method) to OpenCV pixels; ``scale_mat`` maps norma
 world. The originals decompose ``P[:3]`` with ``cv2.decomposeProjectionMatrix``:
 ``K = K / K[2, 2]`` (skew kept), ``R`` world-to-camera, camera centre ``c[:3] / c[3]``. The
 cameras returned here live in the normalised frame, with K shifted by +0.5 px into our pixel
-convention (the originals shoot rays through integer pixel coordinates of that K; see
-``geomkit.rays.pixel_grid(pixel_offset=0.0)`` to reproduce them).
+convention: the originals' rays through integer pixel coordinates of their K are ours through
+pixel centres, ``geomkit.rays.pixel_grid`` with its default ``pixel_offset=0.5``.
 """
 
 from __future__ import annotations
