@@ -15,12 +15,12 @@ DEAD = {"idr": 107_875, "nerf": 106_321}  # the unused coordinate_attn.cross_att
 REFERENCE = {"idr": 1_614_485, "nerf": 1_496_596}  # reference section 2: rendering, bg_rendering
 
 
-def colour_network(mode: str, n_codes: int = 64) -> RenderingAttentionNetwork:
+def colour_network(mode: str) -> RenderingAttentionNetwork:
     """dtu.conf's rendering_network (idr, 2 blocks) or bg_network.rendering_network (nerf)."""
     torch.manual_seed(0)
     d_in, blocks = (9, 2) if mode == "idr" else (3, 1)
     return RenderingAttentionNetwork(
-        torch.randn(n_codes, 256), 256, mode, d_in, 3, multires_view=4, num_layers=0,
+        256, 256, mode, d_in, 3, multires_view=4, num_layers=0,
         hidden_dim=0, num_cross_depth=blocks, activation="gelu", **LATENTS,
     )  # fmt: skip
 
@@ -38,12 +38,14 @@ def test_sizes_and_keys_are_the_authors(mode):
 def test_what_each_mode_reads():
     points, normals, views = torch.randn(3, 2, 7, 3).unbind(0)
     features = torch.randn(2, 7, 256)
+    codebook = torch.randn(64, 256)
     for mode in ("idr", "nerf"):
         net = colour_network(mode)
+        latents = net.latents(codebook)
         normals_leaf = normals.clone().requires_grad_(True)
-        rgb = net(points, normals_leaf, views, features)
+        rgb = net(points, normals_leaf, views, features, latents)
         assert rgb.shape == (2, 7, 3) and ((rgb > 0) & (rgb < 1)).all()
-        moved = net(points + 1, normals_leaf + 1, views, features, net.latents())
+        moved = net(points + 1, normals_leaf + 1, views, features, latents)
         if mode == "nerf":
             assert_close(moved, rgb, atol=1e-6, what="nerf mode ignores points and normals")
         else:
@@ -54,4 +56,13 @@ def test_what_each_mode_reads():
 
 def test_unknown_mode_is_named():
     with pytest.raises(ValueError, match="'phong'"):
-        RenderingAttentionNetwork(torch.randn(4, 8), 16, "phong", 9, 3)
+        RenderingAttentionNetwork(8, 16, "phong", 9, 3)
+
+
+def test_without_a_codebook_it_is_volsdfs_plain_network():
+    net = RenderingAttentionNetwork(None, 256, "idr", 9, 3, multires_view=4, num_layers=4,
+                                    hidden_dim=256)  # fmt: skip
+    assert not any(key.startswith(("codebook_attn", "coordinate_attn")) for key in net.state_dict())
+    assert net.state_dict()["color_mlp.0.0.weight"].shape == (256, 289)
+    rgb = net(*torch.randn(3, 5, 3).unbind(0), torch.randn(5, 256))
+    assert rgb.shape == (5, 3)

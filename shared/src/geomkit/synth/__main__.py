@@ -39,6 +39,12 @@ def main(argv=None) -> int:
     parser.add_argument("--test-views", type=int, help="held-out views (nerf; default views/4)")
     parser.add_argument("--seed", type=int, default=0, help="shape parameters, colours, cameras")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing folder")
+    parser.add_argument(
+        "--volsdf-margin",
+        type=float,
+        default=1.1,
+        help="volsdf: scale_mat maps the unit sphere to the bounding sphere times this",
+    )
     args = parser.parse_args(argv)
     if args.views < 1:
         parser.error("--views must be >= 1")
@@ -54,6 +60,7 @@ def main(argv=None) -> int:
         args.test_views,
         args.seed,
         overwrite=args.overwrite,
+        volsdf_margin=args.volsdf_margin,
     )
     print(f"wrote {args.format} scene of {args.shape} ({args.views} views) to {out}")
     return 0

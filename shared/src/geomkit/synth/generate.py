@@ -45,12 +45,15 @@ def generate_scene(
     seed: int = 0,
     mesh_resolution: int = 128,
     overwrite: bool = False,
+    volsdf_margin: float = 1.1,
 ) -> Path:
     """Render ``shape`` from ``views`` cameras and write layout ``layout`` into ``out``.
 
     Also writes ``gt_mesh.ply``, ``gt_points.ply`` and ``scene.json`` (the settings, the depth
     scale of the depth PNGs) at the top of ``out``. NeRF gets ``test_views`` held-out views
-    (default views // 4, at least 1) on a random path.
+    (default views // 4, at least 1) on a random path. VolSDF's ``scale_mat`` maps the unit
+    sphere onto the object's bounding sphere times ``volsdf_margin`` (about 2.7 puts the
+    cameras, 2.5 from the object, inside a radius-3 sphere as in VolSDF's DTU scenes).
     """
     if layout not in LAYOUTS:
         raise ValueError(f"unknown layout {layout!r}; choose one of {LAYOUTS}")
@@ -66,7 +69,7 @@ def generate_scene(
         )
         write_nerf(out, train, test)
     elif layout == "volsdf":
-        write_volsdf(out, train, mesh)
+        write_volsdf(out, train, mesh, volsdf_margin)
     else:
         write_colmap(out, train)
     write_ground_truth(out, mesh, seed=seed)

@@ -1,11 +1,16 @@
-"""CoCo-INR's SDF network (``ImplicitAttentionNetwork``; keys ``codebook``, ``codebook_attn``,
+"""CoCo-INR's SDF network (``ImplicitAttentionNetwork``; keys ``codebook_attn``,
 ``coordinate_attn``, ``mlp.<i>``): NeRF-encoded xyz reads the codebook's latents through
 coordinate attention; [encoding, attention] goes through a weight-normed Softplus(100) MLP to
 [sdf, features]. Geometric init starts it as a sphere with the attention branch disconnected
-(only the first layer's raw-xyz columns are non-zero)."""
+(only the first layer's raw-xyz columns are non-zero).
+
+Without a codebook (``codebook_dim=None``) it is VolSDF's plain network: the encoding alone
+goes through the MLP, with IDR's skip connections where ``skip_in`` asks for them.
+"""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -18,12 +23,12 @@ from geomkit.sdf import embedding_width, geometric_init_, nerf_embedding, with_w
 class ImplicitAttentionNetwork(nn.Module):
     """The SDF network, built from the config's ``implicit_network`` block.
 
-    ``codebook`` (n_codes, codebook_dim) is a frozen buffer. ``latents``, the codebook
-    attention's output, depend on no input: pass them (from :meth:`latents`) to compute them
-    once per step; without them each call computes them, as the original does.
+    The codebook itself is held by the model that owns the networks (it is stored once per
+    checkpoint); :meth:`latents` reads it. The latents depend on no input: compute them once
+    per optimisation step and pass them to every call.
     """
 
-    def __init__(self, codebook: torch.Tensor, feature_vector_size: int,
+    def __init__(self, codebook_dim: int | None, feature_vector_size: int,
                  sdf_bounding_sphere: float, d_in: int, d_out: int, dims: Sequence[int],
                  geometric_init: bool = True, bias: float = 1.0, skip_in: Sequence[int] = (),
                  weight_norm: bool = True, multires: int = 0, sphere_scale: float = 1.0,
@@ -32,39 +37,48 @@ class ImplicitAttentionNetwork(nn.Module):
                  activation: str = "softplus", cross_heads: int = 1, cross_dim_head: int = 64,
                  decoder_ff: bool = True):  # fmt: skip
         super().__init__()
-        if skip_in:
+        self.attention = codebook_dim is not None
+        if skip_in and self.attention:
             raise ValueError(
-                "implicit_network.skip_in must be empty: the original's skip connection "
-                "concatenates an undefined input (its configs use none)"
+                "implicit_network.skip_in must be empty with the attention on: the original's "
+                "skip connection concatenates an undefined input (its configs use none)"
             )
-        self.register_buffer("codebook", codebook)
         self.sdf_bounding_sphere, self.sphere_scale = sdf_bounding_sphere, sphere_scale
-        self.multires = multires
+        self.multires, self.skip_in = multires, tuple(skip_in)
         width = embedding_width(d_in, multires)
-        self.codebook_attn = CodebookAttention(codebook.shape[1], depth, num_latents, latent_dim,
-                                               latent_heads, latent_dim_head, cross_heads,
-                                               cross_dim_head)  # fmt: skip
-        self.coordinate_attn = CoordinateAttention(width, num_cross_depth, activation, latent_dim,
-                                                   cross_heads, cross_dim_head, decoder_ff,
-                                                   twice_differentiable=True)  # fmt: skip
-        sizes = [2 * width, *dims, d_out + feature_vector_size]
-        layers = [nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:], strict=True)]
+        if self.attention:
+            self.codebook_attn = CodebookAttention(codebook_dim, depth, num_latents, latent_dim,
+                                                   latent_heads, latent_dim_head, cross_heads,
+                                                   cross_dim_head)  # fmt: skip
+            self.coordinate_attn = CoordinateAttention(
+                width, num_cross_depth, activation, latent_dim, cross_heads, cross_dim_head,
+                decoder_ff, twice_differentiable=True,
+            )  # fmt: skip
+        d_mlp = 2 * width if self.attention else width
+        sizes = [d_mlp, *dims, d_out + feature_vector_size]
+        # a layer feeding a skip layer leaves room for the re-injected input (IDR)
+        outs = [b - d_mlp if i + 1 in self.skip_in else b for i, b in enumerate(sizes[1:])]
+        layers = [nn.Linear(a, b) for a, b in zip(sizes[:-1], outs, strict=True)]
         if geometric_init:
-            geometric_init_(layers, bias, n_raw=d_in, embedded=True)
+            geometric_init_(layers, bias, n_raw=d_in, embedded=multires > 0, skip_in=skip_in)
         self.mlp = nn.ModuleList(with_weight_norm(x) if weight_norm else x for x in layers)
         self.softplus = nn.Softplus(beta=100)
 
-    def latents(self) -> torch.Tensor:
+    def latents(self, codebook: torch.Tensor) -> torch.Tensor:
         """(1, num_latents, latent_dim): the codebook attention's output."""
-        return self.codebook_attn(self.codebook[None])
+        return self.codebook_attn(codebook[None])
 
     def forward(self, points: torch.Tensor, latents: torch.Tensor | None = None) -> torch.Tensor:
         """(..., d_in) points -> (..., d_out + feature_vector_size) [sdf, features]."""
         encoded = nerf_embedding(points, self.multires)
-        flat = encoded.reshape(1, -1, encoded.shape[-1])
-        attended = self.coordinate_attn(flat, self.latents() if latents is None else latents)
-        x = torch.cat([encoded, attended.reshape(encoded.shape)], dim=-1)
+        x = encoded
+        if self.attention:
+            flat = encoded.reshape(1, -1, encoded.shape[-1])
+            attended = self.coordinate_attn(flat, latents).reshape(encoded.shape)
+            x = torch.cat([encoded, attended], dim=-1)
         for index, layer in enumerate(self.mlp):
+            if index in self.skip_in:
+                x = torch.cat([x, encoded], dim=-1) / math.sqrt(2)
             x = layer(x)
             if index < len(self.mlp) - 1:
                 x = self.softplus(x)
@@ -81,10 +95,18 @@ class ImplicitAttentionNetwork(nn.Module):
         sphere = self.sdf_bounding_sphere - points.norm(dim=-1, keepdim=True)
         return torch.minimum(sdf, self.sphere_scale * sphere)
 
-    def get_outputs(self, points: torch.Tensor, latents: torch.Tensor | None = None):
-        """(sdf, features, d sdf / d points), the gradient differentiable again (eikonal)."""
-        points = points.requires_grad_(True)
-        output = self(points, latents)
-        sdf, features = self._clamped(output[..., :1], points), output[..., 1:]
-        (gradient,) = torch.autograd.grad(sdf, points, torch.ones_like(sdf), create_graph=True)
+    def get_outputs(self, points: torch.Tensor, latents: torch.Tensor | None = None,
+                    create_graph: bool = True):  # fmt: skip
+        """(sdf, features, d sdf / d points); ``create_graph`` keeps the gradient
+        differentiable (the eikonal loss and the RGB loss through the normals need it)."""
+        with torch.enable_grad():
+            points = points.detach().requires_grad_(True)
+            output = self(points, latents)
+            sdf, features = self._clamped(output[..., :1], points), output[..., 1:]
+            (gradient,) = torch.autograd.grad(sdf, points, torch.ones_like(sdf),
+                                              create_graph=create_graph)  # fmt: skip
         return sdf, features, gradient
+
+    def gradient(self, points: torch.Tensor, latents: torch.Tensor | None = None) -> torch.Tensor:
+        """d sdf / d points, differentiable again (the eikonal points)."""
+        return self.get_outputs(points, latents)[2]

@@ -1,9 +1,10 @@
-"""CoCo-INR's colour networks (``RenderingAttentionNetwork``; keys ``codebook``,
-``codebook_attn``, ``coordinate_attn``, ``color_mlp``): the rendering input reads the
-codebook's latents through coordinate attention, then an MLP and a sigmoid give RGB.
+"""CoCo-INR's colour networks (``RenderingAttentionNetwork``; keys ``codebook_attn``,
+``coordinate_attn``, ``color_mlp``): the rendering input reads the codebook's latents through
+coordinate attention, then an MLP and a sigmoid give RGB.
 
 Mode ``idr`` (foreground): [xyz, encoded view direction, normal, SDF features]; mode ``nerf``
-(NeRF++ background): [encoded view direction, features].
+(NeRF++ background): [encoded view direction, features]. Without a codebook
+(``codebook_dim=None``) the input goes straight to the MLP (VolSDF's plain network).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ class RenderingAttentionNetwork(nn.Module):
     """The colour network, built from the config's ``rendering_network`` block; ``latents`` as
     in :class:`cocoinr.models.implicit.ImplicitAttentionNetwork`."""
 
-    def __init__(self, codebook: torch.Tensor, feature_vector_size: int, mode: str, d_in: int,
+    def __init__(self, codebook_dim: int | None, feature_vector_size: int, mode: str, d_in: int,
                  d_out: int, multires_view: int = 4, num_layers: int = 3, hidden_dim: int = 256,
                  depth: int = 1, num_latents: int = 512, latent_dim: int = 256,
                  latent_heads: int = 8, latent_dim_head: int = 64, num_cross_depth: int = 1,
@@ -30,24 +31,25 @@ class RenderingAttentionNetwork(nn.Module):
         super().__init__()
         if mode not in MODES:
             raise ValueError(f"rendering_network.mode must be one of {MODES}, got {mode!r}")
-        self.register_buffer("codebook", codebook)
         self.mode, self.multires_view = mode, multires_view
+        self.attention = codebook_dim is not None
         width = d_in + feature_vector_size + embedding_width(3, multires_view) - 3
-        self.codebook_attn = CodebookAttention(codebook.shape[1], depth, num_latents, latent_dim,
-                                               latent_heads, latent_dim_head, cross_heads,
-                                               cross_dim_head)  # fmt: skip
-        self.coordinate_attn = CoordinateAttention(
-            width, num_cross_depth, activation, latent_dim, cross_heads, cross_dim_head, decoder_ff
-        )
+        if self.attention:
+            self.codebook_attn = CodebookAttention(codebook_dim, depth, num_latents, latent_dim,
+                                                   latent_heads, latent_dim_head, cross_heads,
+                                                   cross_dim_head)  # fmt: skip
+            self.coordinate_attn = CoordinateAttention(width, num_cross_depth, activation,
+                                                       latent_dim, cross_heads, cross_dim_head,
+                                                       decoder_ff)  # fmt: skip
         layers: list[nn.Module] = []
         for _ in range(num_layers):
             layers.append(nn.Sequential(nn.Linear(width, hidden_dim), nn.ReLU()))
             width = hidden_dim
         self.color_mlp = nn.Sequential(*layers, nn.Linear(width, d_out))
 
-    def latents(self) -> torch.Tensor:
+    def latents(self, codebook: torch.Tensor) -> torch.Tensor:
         """(1, num_latents, latent_dim): the codebook attention's output."""
-        return self.codebook_attn(self.codebook[None])
+        return self.codebook_attn(codebook[None])
 
     def forward(self, points, normals, view_dirs, feature_vectors,
                 latents: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
@@ -56,6 +58,6 @@ class RenderingAttentionNetwork(nn.Module):
         views = nerf_embedding(view_dirs, self.multires_view)
         parts = [points, views, normals] if self.mode == "idr" else [views]
         x = torch.cat([*parts, feature_vectors], dim=-1)
-        flat = x.reshape(1, -1, x.shape[-1])
-        attended = self.coordinate_attn(flat, self.latents() if latents is None else latents)
-        return torch.sigmoid(self.color_mlp(attended.reshape(x.shape)))
+        if self.attention:
+            x = self.coordinate_attn(x.reshape(1, -1, x.shape[-1]), latents).reshape(x.shape)
+        return torch.sigmoid(self.color_mlp(x))

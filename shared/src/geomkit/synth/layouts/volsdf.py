@@ -26,9 +26,9 @@ def volsdf_scale_mat(mesh: TriMesh, margin: float = 1.1) -> np.ndarray:
     return scale_mat
 
 
-def write_volsdf(out: Path, views: Views, mesh: TriMesh) -> None:
+def write_volsdf(out: Path, views: Views, mesh: TriMesh, margin: float = 1.1) -> None:
     world_mats = to_idr(views.cameras.to(dtype=torch.float64)).numpy()
-    scale_mat = volsdf_scale_mat(mesh)
+    scale_mat = volsdf_scale_mat(mesh, margin)
     arrays = {}
     for i in range(len(views)):
         write_image(out / "image" / f"{i:06d}.png", on_white(views, i))

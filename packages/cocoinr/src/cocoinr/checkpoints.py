@@ -1,0 +1,99 @@
+"""CoCo-INR's files: the VQGAN codebook, and the authors' checkpoint layout.
+
+``<exp>/checkpoints/{Model,Optimizer,Scheduler}Parameters/{<epoch>,latest}.pth``, each
+``{"epoch", "<kind>_state_dict"}``, as the original writes them, plus our
+``TrainingState/`` (step and seed, for an exact resume). The authors' model files hold the
+codebook four times (once per network), ``weight_g``/``weight_v`` weight norm and the never
+used ``coordinate_attn.cross_attn`` modules: :func:`authors_to_ours` maps them onto one
+codebook, today's weight norm, and drops (and logs) the dead keys.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from cocoinr.models.volsdf import NETWORKS
+from geomkit.checkpoint import load_checkpoint, load_state_dict_strict, save_checkpoint
+from geomkit.errors import CheckpointError, InputError
+from geomkit.sdf import map_legacy_weight_norm
+
+log = logging.getLogger(__name__)
+
+CODEBOOK_KEY = "quantize.embedding.weight"
+CODEBOOK_HELP = (
+    "CoCo-INR reads the codebook of taming-transformers' VQGAN ImageNet f16-16384 "
+    "(state_dict -> quantize.embedding.weight, 16384 x 256): the authors' "
+    "ckpts/model_16384x256_codebook.ckpt or the VQGAN's last.ckpt; or set "
+    "model.use_attention=false for plain VolSDF"
+)
+KINDS = {"model": "ModelParameters", "optimizer": "OptimizerParameters",
+         "scheduler": "SchedulerParameters", "training": "TrainingState"}  # fmt: skip
+_DEAD = re.compile(r"^[a-z_]+\.coordinate_attn\.cross_attn\.")
+
+
+def load_codebook(path: str | Path) -> torch.Tensor:
+    """The (n_codes, dim) codebook from a VQGAN checkpoint (read with weights_only)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"codebook checkpoint not found: {path}. {CODEBOOK_HELP}")
+    checkpoint = load_checkpoint(path)
+    state = checkpoint.get("state_dict") if isinstance(checkpoint, Mapping) else None
+    if not isinstance(state, Mapping) or CODEBOOK_KEY not in state:
+        raise InputError(f"{path} has no state_dict -> {CODEBOOK_KEY}. {CODEBOOK_HELP}")
+    codebook = state[CODEBOOK_KEY]
+    if codebook.dim() != 2:
+        raise InputError(f"{path}: {CODEBOOK_KEY} must be 2-D, got {tuple(codebook.shape)}")
+    return codebook.float()
+
+
+def authors_to_ours(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The authors' model state dict in our layout (see the module docstring)."""
+    state = map_legacy_weight_norm(state)
+    dead = sorted({m.group(0)[:-1] for key in state if (m := _DEAD.match(key))})
+    if dead:
+        log.info("dropping the never used modules of the authors' file: %s", ", ".join(dead))
+    ours = {k: v for k, v in state.items() if not _DEAD.match(k)}
+    copies = [ours.pop(f"{name}.codebook") for name in NETWORKS if f"{name}.codebook" in ours]
+    if copies and "codebook" not in ours:
+        if any(not torch.equal(copies[0], c) for c in copies[1:]):
+            raise CheckpointError("the file's networks hold different codebooks")
+        ours["codebook"] = copies[0]
+    return ours
+
+
+def load_model(model: nn.Module, path: str | Path) -> int:
+    """Load a ModelParameters file (ours or the authors') strictly; returns its epoch."""
+    checkpoint = load_checkpoint(path)
+    if not isinstance(checkpoint, Mapping) or "model_state_dict" not in checkpoint:
+        raise CheckpointError(f"{path} is not a ModelParameters file (no model_state_dict)")
+    state = authors_to_ours(checkpoint["model_state_dict"])
+    load_state_dict_strict(model, state, source=str(path))
+    return int(checkpoint.get("epoch", 0))
+
+
+def checkpoint_path(exp_dir: Path, kind: str, name: str | int = "latest") -> Path:
+    return Path(exp_dir) / "checkpoints" / KINDS[kind] / f"{name}.pth"
+
+
+def save_all(exp_dir: Path, epoch: int, states: Mapping[str, Mapping]) -> None:
+    """Write each kind's ``{"epoch", "<kind>_state_dict"}`` as ``<epoch>.pth`` and
+    ``latest.pth``; the training state last, so a kill leaves no newer partial set."""
+    for kind in ("model", "optimizer", "scheduler", "training"):
+        content = {"epoch": epoch, f"{kind}_state_dict": states[kind]}
+        for name in (epoch, "latest"):
+            save_checkpoint(checkpoint_path(exp_dir, kind, name), content)
+
+
+def load_kind(exp_dir: Path, kind: str, name: str = "latest") -> tuple[int, Mapping]:
+    path = checkpoint_path(exp_dir, kind, name)
+    content = load_checkpoint(path)
+    key = f"{kind}_state_dict"
+    if not isinstance(content, Mapping) or key not in content:
+        raise CheckpointError(f"{path} has no {key}")
+    return int(content.get("epoch", 0)), content[key]
