@@ -82,12 +82,23 @@ def checkpoint_path(exp_dir: Path, kind: str, name: str | int = "latest") -> Pat
 
 
 def save_all(exp_dir: Path, epoch: int, states: Mapping[str, Mapping]) -> None:
-    """Write each kind's ``{"epoch", "<kind>_state_dict"}`` as ``<epoch>.pth`` and
-    ``latest.pth``; the training state last, so a kill leaves no newer partial set."""
-    for kind in ("model", "optimizer", "scheduler", "training"):
-        content = {"epoch": epoch, f"{kind}_state_dict": states[kind]}
-        for name in (epoch, "latest"):
+    """Write each kind's ``{"epoch", "<kind>_state_dict"}`` as ``<epoch>.pth``, then as
+    ``latest.pth``; ``TrainingState/<epoch>.pth`` comes last of the numbered files, so its
+    presence means the epoch's set is complete (each file is written atomically)."""
+    for name in (epoch, "latest"):
+        for kind in ("model", "optimizer", "scheduler", "training"):
+            content = {"epoch": epoch, f"{kind}_state_dict": states[kind]}
             save_checkpoint(checkpoint_path(exp_dir, kind, name), content)
+
+
+def resume_name(exp_dir: Path, name: str) -> str:
+    """The checkpoint to resume from: for ``latest``, the newest epoch whose set of files is
+    complete (a kill while saving leaves ``latest.pth`` files of different epochs)."""
+    folder = Path(exp_dir) / "checkpoints" / KINDS["training"]
+    epochs = [int(p.stem) for p in folder.glob("*.pth") if p.stem.isdigit()]
+    if name != "latest" or not epochs:
+        return name
+    return str(max(epochs))
 
 
 def load_kind(exp_dir: Path, kind: str, name: str = "latest") -> tuple[int, Mapping]:

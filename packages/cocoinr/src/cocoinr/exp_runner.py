@@ -9,7 +9,8 @@ Output as the original's: ``<exps_folder>/<train.expname><--expname>_<scan_id>/`
 (plus our ``TrainingState``), ``plots/<epoch>/`` and ``plots/output.log``; TensorBoard in
 ``tensorboard/``. An "epoch" is one pass over the training views (one view per iteration,
 ``train.num_pixels`` random pixels of it); checkpoints at the start of every
-``train.checkpoint_freq``-th epoch and at the end. ``--is_continue`` resumes exactly (same
+``train.checkpoint_freq``-th epoch and at the end; plots likewise every ``train.plot_freq``-th
+epoch and at the end (none with ``--cancel_vis``). ``--is_continue`` resumes exactly (same
 parameters as an uninterrupted run). An experiment folder that already has checkpoints is
 never overwritten without ``--is_continue``.
 """
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import torch
 
-from cocoinr.checkpoints import checkpoint_path, load_kind, load_model, save_all
+from cocoinr.checkpoints import checkpoint_path, load_kind, load_model, resume_name, save_all
 from cocoinr.config import to_hocon
 from cocoinr.experiment import Experiment, add_authors_flags, device_of
 from cocoinr.plots import plot_view
@@ -31,7 +32,13 @@ from cocoinr.training import (
     train_step,
 )
 from geomkit import dist as gdist
-from geomkit.errors import ArgumentParser, CheckpointError, OutputExistsError, run_main
+from geomkit.errors import (
+    ArgumentParser,
+    CheckpointError,
+    ConfigError,
+    OutputExistsError,
+    run_main,
+)
 from geomkit.io.files import atomic_write
 from geomkit.log import Board, progress, text_logger
 
@@ -49,6 +56,7 @@ class Run:
         self.train_conf, self.seed = conf["train"], int(conf["train"]["seed"])
         self.data = experiment.dataset()
         experiment.check_cameras(self.data)
+        torch.manual_seed(self.seed)  # the initial weights, the same on every rank
         self.model = experiment.model().to(info.device)
         self.loss = VolSDFLoss(**conf["loss"])
         self.n_train = len(self.data.train_idx)
@@ -63,7 +71,8 @@ class Run:
         self.start_epoch = self.resume() if args.is_continue else 0
 
     def resume(self) -> int:
-        exp_dir, name = self.exp.exp_dir, self.args.checkpoint
+        exp_dir = self.exp.exp_dir
+        name = resume_name(exp_dir, self.args.checkpoint)
         epoch = load_model(self.model, checkpoint_path(exp_dir, "model", name))
         for kind, obj in (("optimizer", self.optimizer), ("scheduler", self.scheduler)):
             saved_epoch, state = load_kind(exp_dir, kind, name)
@@ -73,8 +82,18 @@ class Run:
                     f"{saved_epoch}); resume from a numbered one with --checkpoint <epoch>"
                 )
             obj.load_state_dict(state)
+        self._check_seed(exp_dir, name)
         self.log.info("resumed from epoch %d (%s)", epoch, name)
         return epoch
+
+    def _check_seed(self, exp_dir, name: str) -> None:
+        """The per-iteration randomness derives from the seed: resuming with another one
+        would not continue the same run."""
+        if not checkpoint_path(exp_dir, "training", name).exists():
+            return  # the authors' checkpoints have no training state
+        saved = load_kind(exp_dir, "training", name)[1]["seed"]
+        if saved != self.seed:
+            raise ConfigError(f"{exp_dir} was trained with train.seed = {saved}, not {self.seed}")
 
     def save(self, epoch: int) -> None:
         if self.info.is_main:
@@ -101,6 +120,8 @@ class Run:
                 bar.set_postfix(loss=f"{stats['loss']:.4f}", psnr=f"{stats['psnr']:.2f}")
         self.save(self.nepochs)
         bar.close()
+        if self._plot_due(self.nepochs, final=True):
+            self.plot(self.nepochs)
         self.log.info("finished %d epochs (%d iterations)", self.nepochs, total)
 
     def iteration(self, it: int, view: int) -> dict:
@@ -116,9 +137,12 @@ class Run:
         self.board.scalars(stats, it, prefix="train/")
         return stats
 
-    def _plot_due(self, epoch: int) -> bool:
+    def _plot_due(self, epoch: int, final: bool = False) -> bool:
+        """At the start of every plot_freq-th epoch (as the original) and after the last."""
         every = int(self.train_conf["plot_freq"])
-        return not self.args.cancel_vis and every > 0 and epoch % every == 0 and epoch > 0
+        if self.args.cancel_vis or every <= 0:
+            return False
+        return final or (epoch % every == 0 and epoch > 0)
 
     def plot(self, epoch: int) -> None:
         if self.info.is_main:
