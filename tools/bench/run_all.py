@@ -19,6 +19,7 @@ BENCHMARKS = [
     "tools.bench.bm_onet_folding",
     "tools.bench.bm_numcc_decoder",
     "tools.bench.bm_numcc_end_to_end",
+    "tools.bench.bm_cocoinr",
 ]
 
 
