@@ -57,13 +57,18 @@ def authors_to_ours(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor
     state = map_legacy_weight_norm(state)
     dead = sorted({m.group(0)[:-1] for key in state if (m := _DEAD.match(key))})
     if dead:
-        log.info("dropping the never used modules of the authors' file: %s", ", ".join(dead))
+        log.warning("dropped the authors' never used modules: %s", ", ".join(dead))
     ours = {k: v for k, v in state.items() if not _DEAD.match(k)}
-    copies = [ours.pop(f"{name}.codebook") for name in NETWORKS if f"{name}.codebook" in ours]
-    if copies and "codebook" not in ours:
-        if any(not torch.equal(copies[0], c) for c in copies[1:]):
-            raise CheckpointError("the file's networks hold different codebooks")
-        ours["codebook"] = copies[0]
+    copies = {name: ours.pop(f"{name}.codebook") for name in NETWORKS if f"{name}.codebook" in ours}
+    if not copies:
+        return ours
+    if len(copies) != len(NETWORKS):
+        missing = ", ".join(f"{name}.codebook" for name in NETWORKS if name not in copies)
+        raise CheckpointError(f"the file holds per-network codebooks but lacks {missing}")
+    first, *others = [*copies.values(), *([ours["codebook"]] if "codebook" in ours else [])]
+    if any(not torch.equal(first, other) for other in others):
+        raise CheckpointError("the file's networks hold different codebooks")
+    ours["codebook"] = first
     return ours
 
 

@@ -6,7 +6,7 @@
 
 Output as the original's: ``<exps_folder>/<train.expname><--expname>_<scan_id>/`` with
 ``runconf.conf``, ``checkpoints/{Model,Optimizer,Scheduler}Parameters/{<epoch>,latest}.pth``
-(plus our ``TrainingState``), ``plots/<epoch>/`` and ``plots/output.log``; TensorBoard in
+(plus our ``TrainingState``), ``plots/<epoch>/`` and ``plots/log.txt``; TensorBoard in
 ``tensorboard/``. An "epoch" is one pass over the training views (one view per iteration,
 ``train.num_pixels`` random pixels of it); checkpoints at the start of every
 ``train.checkpoint_freq``-th epoch and at the end; plots likewise every ``train.plot_freq``-th
@@ -63,7 +63,7 @@ class Run:
         self.nepochs = max(int(args.iter / self.n_train), 1)
         lr = float(self.train_conf["learning_rate"])
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=lr)
-        decay = float(self.train_conf.get("sched_decay_rate", 0.1))  # absent in the confs
+        decay = float(self.train_conf["sched_decay_rate"])
         gamma = decay ** (1.0 / (self.nepochs * self.n_train))
         self.scheduler = torch.optim.lr_scheduler.ExponentialLR(self.optimizer, gamma)
         self.board = Board(experiment.exp_dir / "tensorboard")
