@@ -14,7 +14,7 @@ PACKAGES    := $(wildcard packages/*)
 STAMP       := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: setup test test-slow lint format ext bench demo demo-geomkit demo-onet demo-numcc clean
+.PHONY: setup test test-slow lint format ext bench demo demo-geomkit demo-onet demo-numcc demo-cocoinr clean
 
 setup: $(STAMP)
 
@@ -48,7 +48,7 @@ bench: $(STAMP)
 BUNNY := $(wildcard ../shared/data/meshes/bunny.obj)
 
 # Each package's demo leaves summary.json in its folder; the index gathers them.
-demo: demo-geomkit demo-onet demo-numcc
+demo: demo-geomkit demo-onet demo-numcc demo-cocoinr
 	$(PY) -m geomkit.demo_index outputs
 
 demo-geomkit: $(STAMP)
@@ -118,6 +118,12 @@ else
 		"another): the gudetama web demo was not run"
 endif
 	$(PY) -m numcc.demo_summary $(NUMCC_OUT) --exp $(NUMCC_OUT)/experiments/demo
+
+# cocoinr on a CPU in about two and a half minutes: a generated VolSDF-layout scene (a snowman,
+# 16 views, 8 held out) -> confs/small.conf fitted through cocoinr.exp_runner with a random
+# codebook -> val_runner's held-out renders, normals, world-space mesh and metrics -> one page.
+demo-cocoinr: $(STAMP)
+	$(PY) -m cocoinr.demo --out outputs/cocoinr --overwrite
 
 clean:
 	rm -rf outputs .pytest_cache .ruff_cache

@@ -60,7 +60,15 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     out = prepare_output_dir(args.out, args.overwrite)
     scene = out / "data" / SCENE
-    generate_scene(scene, "snowman", 16, "volsdf", (args.size, args.size), volsdf_margin=2.7)
+    generate_scene(
+        scene,
+        "snowman",
+        16,
+        "volsdf",
+        (args.size, args.size),
+        volsdf_margin=1.2,
+        camera_distance=1.4,
+    )
     codebook = args.codebook or random_codebook(out / "data" / "random_codebook.ckpt")
     flags = runner_flags(out, args, codebook)
     exp_runner.main([*flags, "--iter", str(args.iter), "--cancel_vis"])

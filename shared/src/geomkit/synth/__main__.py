@@ -45,6 +45,7 @@ def main(argv=None) -> int:
         default=1.1,
         help="volsdf: scale_mat maps the unit sphere to the bounding sphere times this",
     )
+    parser.add_argument("--camera-distance", type=float, default=2.5, help="from the origin")
     args = parser.parse_args(argv)
     if args.views < 1:
         parser.error("--views must be >= 1")
@@ -61,6 +62,7 @@ def main(argv=None) -> int:
         args.seed,
         overwrite=args.overwrite,
         volsdf_margin=args.volsdf_margin,
+        camera_distance=args.camera_distance,
     )
     print(f"wrote {args.format} scene of {args.shape} ({args.views} views) to {out}")
     return 0

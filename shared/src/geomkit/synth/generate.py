@@ -46,26 +46,30 @@ def generate_scene(
     mesh_resolution: int = 128,
     overwrite: bool = False,
     volsdf_margin: float = 1.1,
+    camera_distance: float = 2.5,
 ) -> Path:
     """Render ``shape`` from ``views`` cameras and write layout ``layout`` into ``out``.
 
     Also writes ``gt_mesh.ply``, ``gt_points.ply`` and ``scene.json`` (the settings, the depth
     scale of the depth PNGs) at the top of ``out``. NeRF gets ``test_views`` held-out views
     (default views // 4, at least 1) on a random path. VolSDF's ``scale_mat`` maps the unit
-    sphere onto the object's bounding sphere times ``volsdf_margin`` (about 2.7 puts the
-    cameras, 2.5 from the object, inside a radius-3 sphere as in VolSDF's DTU scenes).
+    sphere onto the object's bounding sphere times ``volsdf_margin``; VolSDF's DTU scenes have
+    their cameras inside a radius-3 sphere (margin 2.7 at the default ``camera_distance`` 2.5,
+    1.2 at 1.4, where the object fills most of the 40-degree view).
     """
     if layout not in LAYOUTS:
         raise ValueError(f"unknown layout {layout!r}; choose one of {LAYOUTS}")
     out = prepare_output_dir(out, overwrite)
     the_shape = shape_from_name(shape, seed)
-    train_cameras = camera_path(cameras, views, image_size, seed=seed)
+    train_cameras = camera_path(cameras, views, image_size, camera_distance, seed=seed)
     train = render_views(the_shape, train_cameras, mesh_resolution)
     mesh = the_shape.mesh(mesh_resolution)
     if layout == "nerf":
         n_test = test_views if test_views is not None else max(1, views // 4)
         test = render_views(
-            the_shape, camera_path("random", n_test, image_size, seed=seed + 1), mesh_resolution
+            the_shape,
+            camera_path("random", n_test, image_size, camera_distance, seed=seed + 1),
+            mesh_resolution,
         )
         write_nerf(out, train, test)
     elif layout == "volsdf":
@@ -84,6 +88,7 @@ def generate_scene(
             "cameras": cameras,
             "seed": seed,
             "mesh_resolution": mesh_resolution,
+            "camera_distance": camera_distance,
             "depth_scale": DEPTH_SCALE,
             "world": "object frame, z up, object inside [-0.5, 0.5]^3",
         },
