@@ -66,7 +66,7 @@ def main(argv=None) -> int:
         16,
         "volsdf",
         (args.size, args.size),
-        volsdf_margin=1.2,
+        volsdf_margin=1.6,
         camera_distance=1.4,
     )
     codebook = args.codebook or random_codebook(out / "data" / "random_codebook.ckpt")

@@ -55,7 +55,7 @@ def generate_scene(
     (default views // 4, at least 1) on a random path. VolSDF's ``scale_mat`` maps the unit
     sphere onto the object's bounding sphere times ``volsdf_margin``; VolSDF's DTU scenes have
     their cameras inside a radius-3 sphere (margin 2.7 at the default ``camera_distance`` 2.5,
-    1.2 at 1.4, where the object fills most of the 40-degree view).
+    1.6 at 1.4 for the snowman, which then fills most of the 40-degree view).
     """
     if layout not in LAYOUTS:
         raise ValueError(f"unknown layout {layout!r}; choose one of {LAYOUTS}")
