@@ -43,28 +43,6 @@ RAYS, QUICK_RAYS = 1024, 128  # train.num_pixels
 CHUNKS, QUICK_CHUNKS = 8, 2  # evaluation chunks timed, of train.split_n_pixels rays
 
 
-class SecondsTable(Table):
-    """A :class:`Table` whose cells are seconds (a view takes minutes to hours)."""
-
-    def _format_row(self, case: str, seconds: dict[str, float | None]) -> str:
-        cells = [case] + [_s(seconds.get(c)) for c in self.columns]
-        ours = seconds.get(self.candidate)
-        for column in self.columns:
-            if column != self.candidate:
-                other = seconds.get(column)
-                cells.append(f"{other / ours:.2f}x" if other and ours else "—")
-        return "| " + " | ".join(cells) + " |"
-
-    def markdown(self, device: str = "cpu") -> str:
-        return super().markdown(device).replace(" (ms) |", " (s) |")
-
-
-def _s(seconds: float | None) -> str:
-    if seconds is None:
-        return "—"
-    return f"{seconds:,.0f}" if seconds >= 1000 else f"{seconds:.2f}"
-
-
 def build(device: str) -> CocoVolSDF:
     """The dtu.conf model with random weights (seed 0) and a random codebook."""
     torch.manual_seed(0)
@@ -210,8 +188,8 @@ def bench_evaluation(model: CocoVolSDF, device: str, n_chunks: int, quick: bool)
 def run(device: str, quick: bool) -> Table:
     n_rays, n_chunks = (QUICK_RAYS, QUICK_CHUNKS) if quick else (RAYS, CHUNKS)
     model = build(device)
-    table = SecondsTable(f"CoCo-INR, codebook attention once vs per network call, {device}",
-                         COLUMNS[0], COLUMNS)  # fmt: skip
+    title = f"CoCo-INR, codebook attention once vs per network call, {device}"
+    table = Table(title, COLUMNS[0], COLUMNS, unit="s")
     train_times, train_counts = bench_training(model, device, n_rays, 1 if quick else 3)
     eval_times, eval_counts, latents_s, view_chunks = bench_evaluation(
         model, device, n_chunks, quick

@@ -75,13 +75,14 @@ class Table:
     columns: Sequence[str]
     notes: str = ""
     rows: list[tuple[str, dict[str, float | None]]] = field(default_factory=list)
+    unit: str = "ms"  # or "s", for cases that take minutes
 
     def add(self, case: str, seconds: dict[str, float | None]) -> None:
         self.rows.append((case, seconds))
         print(self._format_row(case, seconds), flush=True)
 
     def _format_row(self, case: str, seconds: dict[str, float | None]) -> str:
-        cells = [case] + [_ms(seconds.get(c)) for c in self.columns]
+        cells = [case] + [_cell(seconds.get(c), self.unit) for c in self.columns]
         ours = seconds.get(self.candidate)
         for column in self.columns:
             if column != self.candidate:
@@ -91,7 +92,7 @@ class Table:
 
     def markdown(self, device: str = "cpu") -> str:
         baselines = [c for c in self.columns if c != self.candidate]
-        header = ["case"] + [f"{c} (ms)" for c in self.columns]
+        header = ["case"] + [f"{c} ({self.unit})" for c in self.columns]
         header += [f"{self.candidate} vs {b}" for b in baselines]
         lines = [
             f"### {self.title}",
@@ -106,8 +107,12 @@ class Table:
         return "\n".join(lines) + "\n"
 
 
-def _ms(seconds: float | None) -> str:
-    return "—" if seconds is None else f"{seconds * 1e3:.1f}"
+def _cell(seconds: float | None, unit: str) -> str:
+    if seconds is None:
+        return "—"
+    if unit == "ms":
+        return f"{seconds * 1e3:.1f}"
+    return f"{seconds:,.0f}" if seconds >= 1000 else f"{seconds:.2f}"
 
 
 def write_section(name: str, body: str, path: Path = BENCHMARKS_MD) -> None:
