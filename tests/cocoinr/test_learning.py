@@ -1,0 +1,94 @@
+"""CoCo-INR and plain VolSDF learn a generated scene through the authors' commands: held-out
+PSNR and the world-space mesh's Chamfer-L1 to the true surface, relative to the object's
+bounding radius.
+
+The scene: a snowman rendered from 16 hemisphere views (48 px), 8 or 3 of them for training,
+the rest held out; confs/small.conf (a random codebook: the VQGAN one cannot be downloaded).
+The training seed is $GEOMKIT_TEST_SEED (tools/learning_margins.py sweeps it and the ISAs).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from cocoinr import exp_runner, val_runner
+from geomkit.io import read_mesh
+from geomkit.synth.generate import cached_scene
+
+from ..helpers import assert_margins, learning_seed
+
+pytestmark = pytest.mark.learning
+# seed 0: 8 iterations 16.1 dB / 0.32; 60 iterations 20.0 dB / 0.13
+FAST_ITERATIONS, FAST_PSNR, FAST_CHAMFER = 60, 18.0, 0.25
+SLOW_ITERATIONS, SLOW_PSNR = 600, {8: 0.0, 3: 0.0}
+VIEWS = {8: [0, 2, 4, 6, 8, 10, 12, 14], 3: [0, 5, 10]}
+
+
+@pytest.fixture(scope="module")
+def scene_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("cocoinr_learning")
+    source = cached_scene(shape="snowman", views=16, layout="volsdf", image_size=(48, 48),
+                          volsdf_margin=1.6, camera_distance=1.4)  # fmt: skip
+    (root / "snowman").symlink_to(source, target_is_directory=True)
+    codebook = torch.randn(1024, 256, generator=torch.Generator().manual_seed(0))
+    torch.save({"state_dict": {"quantize.embedding.weight": codebook}}, root / "codebook.ckpt")
+    return root
+
+
+def bounding_radius(mesh_path: Path) -> float:
+    vertices = read_mesh(mesh_path).vertices
+    centre = (vertices.min(0) + vertices.max(0)) / 2
+    return float(np.linalg.norm(vertices - centre, axis=1).max())
+
+
+def fit(root: Path, out: Path, views: int, attention: bool, iterations: int,
+        pixels: int = 256, resolution: int = 96) -> dict:  # fmt: skip
+    """Train, evaluate; returns held-out PSNR and Chamfer-L1 / bounding radius."""
+    sets = [f"dataset.data_dir={root}", "dataset.img_res=[48,48]",
+            f"dataset.train_views={VIEWS[views]}".replace(" ", ""),
+            f"model.vq_cfg.ckpt_path={root / 'codebook.ckpt'}",
+            f"model.use_attention={str(attention).lower()}", f"train.seed={learning_seed()}",
+            f"train.num_pixels={pixels}"]  # fmt: skip
+    flags = ["--conf", "small.conf", "--expname", f"{views}{attention}", "--exps_folder",
+             str(out), "--scan_id", "snowman", "--gpu", "cpu"]  # fmt: skip
+    for item in sets:
+        flags += ["--set", item]
+    assert exp_runner.main([*flags, "--iter", str(iterations), "--cancel_vis"]) == 0
+    gt = root / "snowman" / "gt_mesh.ply"
+    assert val_runner.main([*flags, "--lpips", "none", "--resolution", str(resolution),
+                            "--gt_mesh", str(gt)]) == 0  # fmt: skip
+    (metrics_path,) = out.glob(f"small{views}{attention}_snowman/plots/*/metrics.json")
+    metrics = json.loads(metrics_path.read_text())
+    chamfer = metrics["mesh"]["geomkit_evaluate"]["chamfer_l1"]
+    result = {"psnr": metrics["images"]["mean"]["psnr"], "chamfer": chamfer / bounding_radius(gt)}
+    print(f"{views} views, attention {attention}: {result}")
+    return result
+
+
+def test_a_short_fit_learns_the_scene(scene_root, tmp_path):
+    """make test's learning check: 8 views, a short CoCo-INR fit (the untrained model, 8
+    iterations: 16.1 dB and a Chamfer-L1 of 0.32 radius)."""
+    trained = fit(scene_root, tmp_path / "trained", 8, True, FAST_ITERATIONS, resolution=48)
+    assert_margins("cocoinr.fast", {
+        "held-out PSNR (dB)": (trained["psnr"], FAST_PSNR),
+        "bound - Chamfer-L1 / radius": (FAST_CHAMFER - trained["chamfer"], 0.0),
+    })  # fmt: skip
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("views", [8, 3])
+def test_coco_inr_and_volsdf_side_by_side(scene_root, tmp_path, views):
+    """The acceptance run: CoCo-INR and plain VolSDF, same scene, views and budget."""
+    results = {attention: fit(scene_root, tmp_path / str(attention), views, attention,
+                              iterations=SLOW_ITERATIONS) for attention in (True, False)}  # fmt: skip
+    checks = {}
+    for attention, result in results.items():
+        name = "CoCo-INR" if attention else "VolSDF"
+        checks[f"{name} held-out PSNR"] = (result["psnr"], SLOW_PSNR[views])
+        checks[f"{name} 2% - Chamfer-L1 / radius"] = (0.02 - result["chamfer"], 0.0)
+    assert_margins(f"cocoinr.slow.{views}", checks)
