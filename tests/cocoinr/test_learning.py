@@ -84,8 +84,10 @@ def test_a_short_fit_learns_the_scene(scene_root, tmp_path):
 @pytest.mark.parametrize("views", [8, 3])
 def test_coco_inr_and_volsdf_side_by_side(scene_root, tmp_path, views):
     """The acceptance run: CoCo-INR and plain VolSDF, same scene, views and budget."""
-    results = {attention: fit(scene_root, tmp_path / str(attention), views, attention,
-                              iterations=SLOW_ITERATIONS) for attention in (True, False)}  # fmt: skip
+    results = {
+        attention: fit(scene_root, tmp_path / str(attention), views, attention, SLOW_ITERATIONS)
+        for attention in (True, False)
+    }
     checks = {}
     for attention, result in results.items():
         name = "CoCo-INR" if attention else "VolSDF"
