@@ -6,7 +6,8 @@ The original recomputes it on every network call (each round of the error-bound 
 gradient passes, the colour and background networks); ours (``CocoVolSDF.latents``) computes it
 once per optimisation step, or once per rendered view. Two cases, the same model (dtu.conf,
 random weights with seed 0, a random codebook) and the same rays (seeded before every timed
-call, so both columns do the same work):
+call, so both columns do the same work; the columns run in turn within each repeat, as the
+first of two back-to-back series came out up to 15% slower on these 2 cores):
 
 - one training step (``train_step``: forward, VolSDF loss, backward, Adam) on 1024 rays
   (train.num_pixels);
@@ -32,7 +33,7 @@ import torch
 from cocoinr.config import load_conf
 from cocoinr.models.volsdf import NETWORKS, CocoVolSDF
 from cocoinr.training import VolSDFLoss, train_step
-from tools.bench.harness import Table, bench_main, median_seconds
+from tools.bench.harness import Table, bench_main, interleaved_medians, median_seconds
 
 SECTION = "cocoinr"
 COLUMNS = ("ours", "per call")
@@ -136,12 +137,13 @@ def bench_training(model: CocoVolSDF, device: str, n_rays: int, repeats: int):
         with _mode(model, column):
             train_step(model, loss_fn, optimizer, origins, directions, rgb)
 
-    times, counts = {}, {}
+    counts = {}
     for column in COLUMNS:
         with count_attention(model) as counter:
             step(column)  # also the warm-up
         counts[column] = _counts(counter)
-        times[column] = median_seconds(lambda c=column: step(c), repeats, 0, 90)
+    times = interleaved_medians({c: lambda c=c: step(c) for c in COLUMNS}, repeats, 0)
+    for column in COLUMNS:
         print(f"training, {column}: {times[column]:.2f} s/step, codebook attention "
               f"{counts[column]} per step", flush=True)  # fmt: skip
     return times, counts
@@ -150,9 +152,8 @@ def bench_training(model: CocoVolSDF, device: str, n_rays: int, repeats: int):
 def bench_evaluation(model: CocoVolSDF, device: str, n_chunks: int, quick: bool):
     """Seconds per view (extrapolated from ``n_chunks`` chunks), codebook-attention runs per
     chunk, per column; the seconds of ``model.latents()``; the chunks in a view. A chunk takes
-    10-30 s on 2 CPU cores: one chunk warms up, then up to 3 timed passes (``quick``: no
-    warm-up, one pass); the count is taken during the timed passes (a Python counter: no
-    cost that shows)."""
+    10-30 s on 2 CPU cores: one chunk per column warms up and counts the attention runs, then
+    3 timed passes (``quick``: 1), the columns in turn."""
     chunk = int(load_conf("dtu.conf")["train"]["split_n_pixels"])
     view_chunks = IMAGE[0] * IMAGE[1] // chunk
     origins, directions = rays(n_chunks * chunk, 3, device, one_camera=True)
@@ -171,17 +172,21 @@ def bench_evaluation(model: CocoVolSDF, device: str, n_chunks: int, quick: bool)
     with torch.no_grad():
         latents = model.latents()
         latents_s = median_seconds(model.latents, 1 if quick else 3, 0 if quick else 1, 10)
-    times, counts = {}, {}
+    counts = {}
     for column in COLUMNS:
-        if not quick:
-            render(column, latents, batches[:1])
         passes.clear()
         with count_attention(model) as counter:
-            chunks_s = median_seconds(lambda c=column: render(c, latents), 1 if quick else 3, 0, 60)
-        counts[column] = _counts(counter, passes[column] * n_chunks)
-        times[column] = chunks_s * view_chunks / n_chunks + (latents_s if column == "ours" else 0)
-        print(f"evaluation, {column}: {chunks_s / n_chunks:.2f} s/chunk, {times[column]:,.0f} "
-              f"s/view, codebook attention {counts[column]} per chunk", flush=True)  # fmt: skip
+            render(column, latents, batches[:1])  # also the warm-up
+        counts[column] = _counts(counter, passes[column])
+    renders = {c: lambda c=c: render(c, latents) for c in COLUMNS}
+    chunks_s = interleaved_medians(renders, 1 if quick else 3, 0)
+    times = {}
+    for column in COLUMNS:
+        extra = latents_s if column == "ours" else 0
+        times[column] = chunks_s[column] * view_chunks / n_chunks + extra
+        print(f"evaluation, {column}: {chunks_s[column] / n_chunks:.2f} s/chunk, "
+              f"{times[column]:,.0f} s/view, codebook attention {counts[column]} per chunk",
+              flush=True)  # fmt: skip
     return times, counts, latents_s, view_chunks
 
 

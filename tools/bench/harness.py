@@ -37,6 +37,22 @@ def median_seconds(
     return statistics.median(times)
 
 
+def interleaved_medians(
+    fns: dict[str, Callable[[], object]], repeats: int = 3, warmup: int = 1
+) -> dict[str, float]:
+    """Median wall time of each ``fns[name]()``, the candidates run in turn within every
+    repeat, so that a drift of the machine (clock, memory) during the run hits them alike."""
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for index in range(warmup + repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            _sync()
+            if index >= warmup:
+                times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
 def _sync() -> None:
     if torch.cuda.is_available():
         torch.cuda.synchronize()

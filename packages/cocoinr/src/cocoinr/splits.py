@@ -17,7 +17,10 @@ import operator
 from collections.abc import Iterable
 from pathlib import Path
 
-import tomllib
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
 
 from geomkit.errors import InputError
 
