@@ -47,13 +47,13 @@ def bounding_radius(mesh_path: Path) -> float:
 
 
 def fit(root: Path, out: Path, views: int, attention: bool, iterations: int,
-        pixels: int = 256, resolution: int = 96) -> dict:  # fmt: skip
+        pixels: int = 256, resolution: int = 96, extra: tuple[str, ...] = ()) -> dict:  # fmt: skip
     """Train, evaluate; returns held-out PSNR and Chamfer-L1 / bounding radius."""
     sets = [f"dataset.data_dir={root}", "dataset.img_res=[48,48]",
             f"dataset.train_views={VIEWS[views]}".replace(" ", ""),
             f"model.vq_cfg.ckpt_path={root / 'codebook.ckpt'}",
             f"model.use_attention={str(attention).lower()}", f"train.seed={learning_seed()}",
-            f"train.num_pixels={pixels}"]  # fmt: skip
+            f"train.num_pixels={pixels}", *extra]  # fmt: skip
     flags = ["--conf", "small.conf", "--expname", f"{views}{attention}", "--exps_folder",
              str(out), "--scan_id", "snowman", "--gpu", "cpu"]  # fmt: skip
     for item in sets:

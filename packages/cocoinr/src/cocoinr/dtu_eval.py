@@ -38,6 +38,7 @@ from geomkit.errors import ArgumentParser, InputError, run_main
 from geomkit.io import check_can_write, read_geometry, read_point_cloud, save_json
 from geomkit.metrics.pointcloud import nearest_neighbors
 from geomkit.structures import PointCloud, TriMesh
+from geomkit.synth.layouts.dtu_eval import dtu_eval_paths
 
 DOWNLOADS = (
     "DTU's MVS evaluation downloads: 'SampleSet' (its ObsMask/ folder) and 'Points' "
@@ -61,16 +62,6 @@ class DTUGroundTruth:
     plane: np.ndarray
 
 
-def dtu_paths(dataset_dir: str | Path, scan: int) -> dict[str, Path]:
-    """DTUeval-python's layout of the ground-truth files of ``scan``."""
-    root = Path(dataset_dir)
-    return {
-        "obs_mask": root / "ObsMask" / f"ObsMask{scan}_10.mat",
-        "plane": root / "ObsMask" / f"Plane{scan}.mat",
-        "stl": root / "Points" / "stl" / f"stl{scan:03d}_total.ply",
-    }
-
-
 def load_dtu_ground_truth(dataset_dir: str | Path, scan: int) -> DTUGroundTruth:
     """Read ObsMask{scan}_10.mat, Plane{scan}.mat and stl{scan:03d}_total.ply.
 
@@ -78,7 +69,7 @@ def load_dtu_ground_truth(dataset_dir: str | Path, scan: int) -> DTUGroundTruth:
         InputError: a missing or unreadable file, a missing key or a wrong shape; the message
             names the file and where DTU's files come from.
     """
-    paths = dtu_paths(dataset_dir, scan)
+    paths = dtu_eval_paths(dataset_dir, scan)
     for path in paths.values():
         if not path.is_file():
             raise InputError(f"{path} not found: it comes from {DOWNLOADS}")

@@ -24,6 +24,7 @@ import torch
 
 from geomkit.log import progress
 from geomkit.mesh import largest_component, marching_cubes
+from geomkit.mesh.isosurface import as_box
 from geomkit.structures import TriMesh
 
 SDFFunction = Callable[[torch.Tensor], torch.Tensor]  # (N, 3) float32 -> (N,) or (N, 1)
@@ -72,7 +73,7 @@ def extract_mesh(
     """
     if resolution < 2 or chunk < 1:
         raise ValueError(f"need resolution >= 2 and chunk >= 1, got {resolution}, {chunk}")
-    lo, hi = _box(bbox_min, bbox_max)
+    lo, hi = as_box(bbox_min, bbox_max)
     if coarse_resolution is not None:
         lo, hi = _surface_box(
             sdf_fn, lo, hi, coarse_resolution, pad_voxels, level, chunk, device, keep_largest
@@ -185,11 +186,3 @@ def _as_values(values: torch.Tensor, count: int) -> np.ndarray:
     if values.shape not in ((count,), (count, 1)):
         raise ValueError(f"sdf_fn returned shape {tuple(values.shape)} for {count} points")
     return values.detach().reshape(-1).to("cpu", torch.float32).numpy()
-
-
-def _box(bbox_min, bbox_max) -> tuple[np.ndarray, np.ndarray]:
-    lo = np.asarray(bbox_min, dtype=np.float64).reshape(3)
-    hi = np.asarray(bbox_max, dtype=np.float64).reshape(3)
-    if not (hi > lo).all():
-        raise ValueError(f"bbox_max {hi.tolist()} must exceed bbox_min {lo.tolist()} on every axis")
-    return lo, hi

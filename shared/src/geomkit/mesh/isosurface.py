@@ -48,7 +48,7 @@ def marching_cubes(
     if inside not in INSIDE_MODES:
         raise ValueError(f"inside must be one of {INSIDE_MODES}, got {inside!r}")
     samples = _as_float32_volume(volume)
-    lo, hi = _as_box(bbox_min, bbox_max)
+    lo, hi = as_box(bbox_min, bbox_max)
     level = float(level)
     if inside == "below":
         # -value > -level is value < level: one code path orients both modes the same way.
@@ -85,7 +85,8 @@ def _as_float32_volume(volume) -> np.ndarray:
     return samples
 
 
-def _as_box(bbox_min, bbox_max) -> tuple[np.ndarray, np.ndarray]:
+def as_box(bbox_min, bbox_max) -> tuple[np.ndarray, np.ndarray]:
+    """(3,) float64 corners of an axis-aligned box; ValueError unless max > min on every axis."""
     lo = np.asarray(bbox_min, dtype=np.float64).reshape(3)
     hi = np.asarray(bbox_max, dtype=np.float64).reshape(3)
     if not (hi > lo).all():
