@@ -14,7 +14,7 @@ STYLE = (
     "body{font-family:sans-serif;margin:24px;max-width:1200px}"
     "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}"
     ".views{display:flex;flex-wrap:wrap;gap:16px}.view{text-align:center}"
-    ".view img{width:128px;image-rendering:pixelated;margin:1px}"
+    ".view img{width:128px;image-rendering:pixelated;margin:1px;border:1px solid #ccc}"
 )
 
 
@@ -58,5 +58,6 @@ def _view(out: Path, plots: Path, view: int, values: dict) -> str:
     images = [plots / f"rendering_gt{view}.png", plots / f"rendering_img{view}.png",
               plots / f"normal_{view}.png"]  # fmt: skip
     tags = "".join(f"<img src='{p.relative_to(out)}' alt='{p.stem}'>" for p in images)
-    caption = f"view {view}: PSNR {values['psnr']:.2f}, SSIM {values['ssim']:.3f}"
+    scores = f"PSNR {values['psnr']:.2f}, SSIM {values['ssim']:.3f}"
+    caption = f"view {view} (truth, render, normals): {scores}"
     return f"<div class='view'>{tags}<br>{html.escape(caption)}</div>"
