@@ -2,7 +2,7 @@
 commands, on one page: held-out renders beside the ground truth, normal maps, the world-space
 mesh against the true surface, and the metrics.
 
-    python -m cocoinr.demo --out outputs/cocoinr [--iter 240] [--overwrite]
+    python -m cocoinr.demo --out outputs/cocoinr [--iter 120] [--overwrite]
 
 The VQGAN codebook cannot be downloaded here: the demo writes a random one (same layout) and
 says so on the page; with the real one, pass ``--codebook PATH``.
@@ -29,7 +29,7 @@ TRAIN_VIEWS = [0, 2, 4, 6, 8, 10, 12, 14]  # 8 of 16; the other 8 are held out
 def parse_args(argv=None):
     parser = ArgumentParser(prog="python -m cocoinr.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("outputs/cocoinr"))
-    parser.add_argument("--iter", type=int, default=240, help="training iterations")
+    parser.add_argument("--iter", type=int, default=120, help="training iterations")
     parser.add_argument("--size", type=int, default=48, help="image side in pixels")
     parser.add_argument("--resolution", type=int, default=96, help="mesh grid")
     parser.add_argument("--codebook", type=Path, help="a VQGAN checkpoint (default: random)")
