@@ -2,7 +2,7 @@
 commands, on one page: held-out renders beside the ground truth, normal maps, the world-space
 mesh against the true surface, and the metrics.
 
-    python -m cocoinr.demo --out outputs/cocoinr [--iter 120] [--overwrite]
+    python -m cocoinr.demo --out outputs/cocoinr [--iter 100] [--overwrite]
 
 The VQGAN codebook cannot be downloaded here: the demo writes a random one (same layout) and
 says so on the page; with the real one, pass ``--codebook PATH``.
@@ -11,6 +11,7 @@ says so on the page; with the real one, pass ``--codebook PATH``.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import torch
@@ -29,7 +30,7 @@ TRAIN_VIEWS = [0, 2, 4, 6, 8, 10, 12, 14]  # 8 of 16; the other 8 are held out
 def parse_args(argv=None):
     parser = ArgumentParser(prog="python -m cocoinr.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("outputs/cocoinr"))
-    parser.add_argument("--iter", type=int, default=120, help="training iterations")
+    parser.add_argument("--iter", type=int, default=100, help="training iterations")
     parser.add_argument("--size", type=int, default=48, help="image side in pixels")
     parser.add_argument("--resolution", type=int, default=96, help="mesh grid")
     parser.add_argument("--codebook", type=Path, help="a VQGAN checkpoint (default: random)")
@@ -60,19 +61,16 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     out = prepare_output_dir(args.out, args.overwrite)
     scene = out / "data" / SCENE
-    generate_scene(
-        scene,
-        "snowman",
-        16,
-        "volsdf",
-        (args.size, args.size),
-        volsdf_margin=1.6,
-        camera_distance=1.4,
-    )
+    if args.overwrite:  # the demo's own earlier run: a new fit, not a resume
+        shutil.rmtree(out / "exps", ignore_errors=True)
+    size = (args.size, args.size)
+    generate_scene(scene, "snowman", 16, "volsdf", size, volsdf_margin=1.6, camera_distance=1.4,
+                   overwrite=args.overwrite)  # fmt: skip
     codebook = args.codebook or random_codebook(out / "data" / "random_codebook.ckpt")
     flags = runner_flags(out, args, codebook)
     exp_runner.main([*flags, "--iter", str(args.iter), "--cancel_vis"])
     val_runner.main([*flags, "--lpips", "none", "--resolution", str(args.resolution),
+                     "--coarse_resolution", "32",
                      "--gt_mesh", str(scene / "gt_mesh.ply")])  # fmt: skip
     exp_dir = out / "exps" / f"smalldemo_{SCENE}"
     plots = max((p for p in (exp_dir / "plots").iterdir() if p.name.isdigit()),

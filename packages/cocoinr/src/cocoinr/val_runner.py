@@ -38,6 +38,8 @@ def parse_args(argv=None):
     parser = ArgumentParser(prog="python -m cocoinr.val_runner", description=__doc__.split("\n")[0])
     add_authors_flags(parser, iterations=2_000_000)
     parser.add_argument("--resolution", type=int, default=512, help="mesh grid (longest side)")
+    parser.add_argument("--coarse_resolution", type=int, default=100,
+                        help="grid of the pass that finds the surface (VolSDF: 100)")  # fmt: skip
     parser.add_argument("--views", choices=("test", "all"), default="test", help="views to render")
     parser.add_argument(
         "--lpips",
@@ -80,7 +82,8 @@ def mesh_metrics(model, data, args, out_dir: Path, epoch: int, scan_id: str) -> 
     latents = _latents(model)
     device = next(model.parameters()).device
     mesh = extract_mesh(lambda p: model.sdf(p, latents), args.resolution,
-                        scale_mat=data.scale_mat, device=device)  # fmt: skip
+                        scale_mat=data.scale_mat, device=device,
+                        coarse_resolution=args.coarse_resolution)  # fmt: skip
     path = out_dir / f"surface_world_{epoch}.ply"
     write_ply(path, mesh)
     out = {"mesh": str(path), "vertices": len(mesh.vertices), "faces": len(mesh.faces)}
