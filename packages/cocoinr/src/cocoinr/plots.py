@@ -8,10 +8,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from cocoinr.meshing import extract_mesh
-from cocoinr.render import render_view
+from cocoinr.render import eval_latents, render_view
 from geomkit.io import write_image, write_ply
 
 
@@ -27,7 +26,7 @@ def write_view_images(out_dir: Path, view: int, images: dict, gt: np.ndarray) ->
 def plot_view(model, data, view: int, conf: dict, out_dir: Path) -> dict:
     """Render ``view``, write its images and the plot-resolution surface; returns the images."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    latents = _latents(model)
+    latents = eval_latents(model)
     images = render_view(model, data, view, int(conf["train"]["split_n_pixels"]), latents)
     write_view_images(out_dir, view, images, ground_truth(data, view))
     lo, hi = conf["plot"]["grid_boundary"]
@@ -43,9 +42,3 @@ def plot_view(model, data, view: int, conf: dict, out_dir: Path) -> dict:
 def ground_truth(data, view: int) -> np.ndarray:
     """(H, W, 3) the view's image."""
     return data.images[view].reshape(*data.image_size, 3).numpy()
-
-
-@torch.no_grad()
-def _latents(model):
-    model.eval()
-    return model.latents()

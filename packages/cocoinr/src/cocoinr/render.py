@@ -10,12 +10,19 @@ from geomkit.log import progress
 
 
 @torch.no_grad()
+def eval_latents(model) -> dict:
+    """The model in eval mode and its codebook-attention outputs, once for a whole evaluation."""
+    model.eval()
+    return model.latents()
+
+
+@torch.no_grad()
 def render_view(model, dataset, view: int, chunk: int, latents: Mapping | None = None,
                 show_progress: bool = False) -> dict[str, torch.Tensor]:  # fmt: skip
     """``rgb`` and ``normal`` (H, W, 3) and ``opacity`` (H, W) of one view, in [0, 1] (normals
     n mapped to (n + 1) / 2, as the original's normal maps)."""
+    latents = eval_latents(model) if latents is None else latents
     model.eval()
-    latents = model.latents() if latents is None else latents
     height, width = dataset.image_size
     pixels = torch.arange(height * width)
     parts: dict[str, list[torch.Tensor]] = {"rgb_values": [], "normal_map": [], "opacity": []}

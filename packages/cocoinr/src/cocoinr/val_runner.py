@@ -26,7 +26,7 @@ from cocoinr.evaluation import summarise, view_metrics
 from cocoinr.experiment import Experiment, add_authors_flags, device_of
 from cocoinr.meshing import extract_mesh
 from cocoinr.plots import ground_truth, write_view_images
-from cocoinr.render import render_view
+from cocoinr.render import eval_latents, render_view
 from geomkit.checkpoint import load_checkpoint
 from geomkit.errors import ArgumentParser, InputError, OutputExistsError, run_main
 from geomkit.evaluate import evaluate
@@ -63,8 +63,7 @@ def build_model(experiment: Experiment, path: Path, device) -> tuple[torch.nn.Mo
     return model.to(device).eval(), epoch
 
 
-def render_views(model, data, views, out_dir: Path, chunk: int, lpips) -> dict:
-    latents = _latents(model)
+def render_views(model, latents, data, views, out_dir: Path, chunk: int, lpips) -> dict:
     per_view, seconds = {}, []
     for view in progress(views, desc="views"):
         start = time.perf_counter()
@@ -78,8 +77,7 @@ def render_views(model, data, views, out_dir: Path, chunk: int, lpips) -> dict:
             "seconds_per_view": sum(seconds) / max(len(seconds), 1)}  # fmt: skip
 
 
-def mesh_metrics(model, data, args, out_dir: Path, epoch: int, scan_id: str) -> dict:
-    latents = _latents(model)
+def mesh_metrics(model, latents, data, args, out_dir: Path, epoch: int, scan_id: str) -> dict:
     device = next(model.parameters()).device
     mesh = extract_mesh(lambda p: model.sdf(p, latents), args.resolution,
                         scale_mat=data.scale_mat, device=device,
@@ -99,11 +97,6 @@ def _scan_number(scan_id: str) -> int:
     if not found:
         raise InputError(f"--dtu_eval needs a DTU scan id like scan24, got {scan_id!r}")
     return int(found.group(1))
-
-
-@torch.no_grad()
-def _latents(model):
-    return model.latents()
 
 
 def main(argv=None) -> int:
@@ -129,9 +122,12 @@ def main(argv=None) -> int:
         lpips = LPIPS(args.lpips)
     chunk = int(experiment.conf["train"]["split_n_pixels"])
     metrics = {"epoch": epoch, "scan_id": experiment.scan_id, "train_views": data.train_idx}
-    metrics["images"] = render_views(model, data, views, out_dir, chunk, lpips)
+    latents = eval_latents(model)  # once for every view and the mesh
+    metrics["images"] = render_views(model, latents, data, views, out_dir, chunk, lpips)
     if not args.no_mesh:
-        metrics["mesh"] = mesh_metrics(model, data, args, out_dir, epoch, experiment.scan_id)
+        metrics["mesh"] = mesh_metrics(
+            model, latents, data, args, out_dir, epoch, experiment.scan_id
+        )
     save_json(out_dir / "metrics.json", metrics)
     mean = metrics["images"]["mean"]
     print(f"{len(views)} views: " + ", ".join(f"{k} {v:.4f}" for k, v in mean.items()))
