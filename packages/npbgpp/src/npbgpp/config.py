@@ -1,0 +1,77 @@
+"""The authors' Hydra configuration, composed from ``npbgpp/configs`` with their override syntax.
+
+``python -m npbgpp.train_net datasets=dtu_one_scene system=npbgpp_sphere hydra.run.dir=... ...``
+takes the same ``key=value`` overrides as the original ``train_net.py``, including
+``${hydra:runtime.cwd}`` and ``${hydra:run.dir}``. We compose with Hydra's compose API rather than
+``@hydra.main`` so that a mistake (an unknown key or group option, a malformed override) is one
+line and exit status 2 like every other entry point here, not Hydra's exit 1 and traceback.
+Hydra 1.1's behaviour, which the original ran on, is kept: the run changes into
+``hydra.run.dir`` (``hydra.job.chdir``), so ``checkpoints/`` and ``rendered/`` land there.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
+from hydra.errors import HydraException
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+from omegaconf.errors import OmegaConfBaseException
+
+from geomkit.errors import ConfigError
+
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+
+
+@dataclass
+class Run:
+    """A composed configuration (without its ``hydra`` node), the folder to work in
+    (``hydra.run.dir``; None when ``hydra.job.chdir`` is false) and where the command started."""
+
+    cfg: DictConfig
+    folder: Path | None
+    original_cwd: Path
+
+    def absolute(self, path: str | os.PathLike) -> Path:
+        """Hydra's ``to_absolute_path``: relative paths are relative to where the command
+        started (the original does this for weights_path and the descriptor folders)."""
+        path = Path(path).expanduser()
+        return path if path.is_absolute() else self.original_cwd / path
+
+
+def load_config(overrides: Sequence[str]) -> Run:
+    """Compose ``config.yaml`` with ``overrides`` and resolve every interpolation, the
+    ``hydra:`` ones included."""
+    try:
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
+            cfg = compose("config", overrides=list(overrides), return_hydra_config=True)
+        HydraConfig.instance().set_config(cfg)
+        folder = Path(cfg.hydra.run.dir) if cfg.hydra.job.chdir else None
+        with read_write(cfg), open_dict(cfg):
+            cfg.pop("hydra")
+        OmegaConf.resolve(cfg)
+    except (HydraException, OmegaConfBaseException) as error:
+        raise ConfigError(f"configuration: {_first_line(error)}") from None
+    return Run(cfg, folder, Path.cwd())
+
+
+def enter_run_dir(run: Run) -> Path:
+    """Create and change into the run folder (Hydra 1.1's chdir); returns its absolute path.
+    The composed configuration is saved as ``.hydra/config.yaml`` there, as Hydra does.
+    Relative data paths (``datasets.data_root``) are then relative to it, as in the original."""
+    if run.folder is None:
+        return Path.cwd()
+    folder = run.absolute(run.folder).resolve()
+    (folder / ".hydra").mkdir(parents=True, exist_ok=True)
+    os.chdir(folder)
+    OmegaConf.save(run.cfg, folder / ".hydra" / "config.yaml", resolve=True)
+    return folder
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip() or type(error).__name__
+    return " ".join(text.splitlines()[:2]).strip()
