@@ -113,5 +113,6 @@ def assert_margins(test: str, checks: dict[str, tuple[float, float]]) -> None:
             for name, (value, bound) in checks.items():
                 record = {"test": test, "check": name, "value": float(value), "bound": bound}
                 handle.write(json.dumps({**record, "seed": learning_seed()}) + "\n")
-    failed = {name: (value, bound) for name, (value, bound) in checks.items() if value < bound}
-    assert not failed, "; ".join(f"{n} {v:.4f} < {b}" for n, (v, b) in failed.items())
+    # written as "not >=" so that a NaN value fails too
+    failed = {n: (v, b) for n, (v, b) in checks.items() if not float(v) >= b}
+    assert not failed, "; ".join(f"{n} {v:.4f} is not >= {b}" for n, (v, b) in failed.items())

@@ -23,8 +23,10 @@ from geomkit.synth.generate import cached_scene
 from ..helpers import assert_margins, learning_seed
 
 pytestmark = pytest.mark.learning
-# seed 0: 8 iterations 16.1 dB / 0.32; 60 iterations 20.0 dB / 0.13
-FAST_ITERATIONS, FAST_PSNR, FAST_CHAMFER = 60, 18.0, 0.25
+# 60 iterations at VolSDF's learning rate 5e-4, seeds 0-4, default and AVX2 alike: 17.07-19.48 dB,
+# Chamfer-L1 / radius 0.137-0.184. At small.conf's 1e-3 a run this short is seed-fragile: seed 1
+# loses its surface in the first epoch (empty mesh); the 600-iteration runs below use 1e-3.
+FAST_ITERATIONS, FAST_PSNR, FAST_CHAMFER, FAST_LR = 60, 16.5, 0.22, "5e-4"
 # seed 0 (600 iterations): 8 views CoCo 21.1 dB / 4.1%, VolSDF 20.8 dB / 4.4%; 3 views CoCo
 # 19.8 dB / 5.2%, VolSDF 19.0 dB / 19.0% (Chamfer-L1 / bounding radius). Issue #10's target of
 # 2% is not reached at this budget; other seeds and the AVX2 setting are not measured yet.
@@ -75,9 +77,11 @@ def fit(root: Path, out: Path, views: int, attention: bool, iterations: int,
 
 
 def test_a_short_fit_learns_the_scene(scene_root, tmp_path):
-    """make test's learning check: 8 views, a short CoCo-INR fit (the untrained model, 8
-    iterations: 16.1 dB and a Chamfer-L1 of 0.32 radius)."""
-    trained = fit(scene_root, tmp_path / "trained", 8, True, FAST_ITERATIONS, resolution=48)
+    """make test's learning check: 8 views, a short CoCo-INR fit. After 8 iterations: 10.8 dB
+    and 0.197 radius (the initial sphere is that close already: the Chamfer bound checks that a
+    surface survives the fit; the PSNR, that it learns)."""
+    trained = fit(scene_root, tmp_path / "trained", 8, True, FAST_ITERATIONS, resolution=48,
+                  extra=(f"train.learning_rate={FAST_LR}",))  # fmt: skip
     assert_margins("cocoinr.fast", {
         "held-out PSNR (dB)": (trained["psnr"], FAST_PSNR),
         "bound - Chamfer-L1 / radius": (FAST_CHAMFER - trained["chamfer"], 0.0),
