@@ -113,6 +113,29 @@ def all_reduce_mean(value):
     return float(all_reduce_mean(torch.tensor(float(value), dtype=torch.float64)))
 
 
+def average_gradients(module: nn.Module) -> None:
+    """Replace every gradient by its mean over the ranks (nothing to do in one process), so
+    that each rank steps as one process would on the union of their batches. A parameter with
+    a gradient on some ranks only gets zeros on the others; one without a gradient anywhere
+    keeps none (an optimizer skips it, as in one process)."""
+    world = world_size()
+    if world == 1:
+        return
+    parameters = [p for p in module.parameters() if p.requires_grad]
+    if not parameters:
+        return
+    flags = [p.grad is not None for p in parameters]
+    has_grad = torch.tensor(flags, dtype=torch.float32, device=parameters[0].device)
+    tdist.all_reduce(has_grad)
+    for parameter, anywhere in zip(parameters, has_grad.tolist(), strict=True):
+        if not anywhere:
+            continue
+        if parameter.grad is None:
+            parameter.grad = torch.zeros_like(parameter)
+        tdist.all_reduce(parameter.grad)
+        parameter.grad /= world
+
+
 def gather_objects(value) -> list:
     """Every rank's ``value`` (picklable), in rank order, on every rank."""
     if not is_distributed():

@@ -77,18 +77,8 @@ def train_step(model, loss_fn: VolSDFLoss, optimizer, origins, directions, rgb_g
     outputs = model(origins, directions, model.latents())
     losses = loss_fn(outputs, rgb_gt)
     losses["loss"].backward()
-    average_gradients(model)
+    gdist.average_gradients(model)
     optimizer.step()
     with torch.no_grad():
         mse = ((outputs["rgb_values"] - rgb_gt) ** 2).mean()
     return {**{k: v.item() for k, v in losses.items()}, "psnr": (-10 * torch.log10(mse)).item()}
-
-
-def average_gradients(model: nn.Module) -> None:
-    """Mean of every gradient over the ranks (nothing to do in one process)."""
-    if gdist.world_size() == 1:
-        return
-    for parameter in model.parameters():
-        if parameter.grad is not None:
-            torch.distributed.all_reduce(parameter.grad)
-            parameter.grad /= gdist.world_size()
