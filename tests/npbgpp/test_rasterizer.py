@@ -29,7 +29,9 @@ def _projection_module(monkeypatch):
     """Until npbgpp.models.projection exists, stand in the reference mapping for it."""
     try:
         importlib.import_module("npbgpp.models.projection")
-    except ModuleNotFoundError:
+    except ModuleNotFoundError as error:
+        if error.name != "npbgpp.models.projection":
+            raise
         stub = types.ModuleType("npbgpp.models.projection")
         stub.npbgpp_pixel_coordinates = _reference_pixel_coordinates
         monkeypatch.setitem(sys.modules, "npbgpp.models.projection", stub)
