@@ -13,10 +13,9 @@
    views, summed per view, a view drawn in proportion (multinomial), the points it sees
    dropped, and again.
 
-NDC and pixels follow NPBG++ (``rasterizer/project.py``, ``points_to_pixels``): NDC with
-``(min(H, W) - 1) / 2`` pixels per unit, pixel centres at integer screen coordinates. The
-z-buffer is geomkit.ops.splat_points; as the original, a point is visible when its depth equals
-its pixel's minimum (ties: all tied points are visible).
+NDC, pixels and the z-buffer test are NPBG++'s (npbgpp.models.projection, on
+geomkit.ops.splat_points); as the original, a point is visible when its depth equals its
+pixel's minimum (ties: all tied points are visible).
 """
 
 from __future__ import annotations
@@ -25,7 +24,8 @@ import torch
 import torch.nn.functional as F
 
 from geomkit.cameras import Cameras
-from geomkit.ops import sample_farthest_points, splat_points
+from geomkit.ops import sample_farthest_points
+from npbgpp.models.projection import compute_visibility, project_cameras
 
 NEAR = 1.0  # NPBG++'s hard near plane, in world units
 VISIBILITY_SCALE = 0.125
@@ -35,66 +35,17 @@ SIGMA_LOWER = 5.0
 SIGMA_HIGHER = 15.0
 
 
-def npbgpp_ndc(
-    cameras: Cameras, points: torch.Tensor, near: float = NEAR
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Points in NPBG++'s NDC and its visibility test (``project_points``).
-
-    Args:
-        cameras: N cameras (no skew).
-        points: (P, 3) or (N, P, 3) world points.
-        near: points at view depth <= near are not visible (NPBG++: 1).
-
-    Returns:
-        ndc: (N, P, 3): x, y in NPBG++ NDC (+x left, +y up, the short side's pixel centres
-            at -1 and 1), z the view depth.
-        visible: (N, P) bool: depth > near and inside the NDC bounds (|short| <= 1,
-            |long| <= long / short).
-    """
-    view = cameras.world_to_view(points.to(cameras.dtype))
-    size = cameras.image_size.to(cameras.dtype)  # (N, 2) (H, W)
-    size_wh = size.flip(-1)
-    short = size.min(dim=1).values[:, None]  # (N, 1)
-    focal = cameras.focal_length * 2.0 / (short - 1)
-    principal = -(cameras.principal_point - 0.5 - (size_wh - 1) / 2) * 2.0 / (short - 1)
-    depth = view[..., 2]
-    xy = focal[:, None] * view[..., :2] / (depth[..., None] + 1e-7) + principal[:, None]
-    bounds = (size_wh / short)[:, None]  # (N, 1, 2)
-    visible = (depth > near) & (xy.abs() <= bounds).all(-1)
-    return torch.cat((xy, depth[..., None]), -1), visible
-
-
-def npbgpp_pixels(ndc: torch.Tensor, visible: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """(N, P, 2) coordinates for geomkit.ops.splat_points that land each point in NPBG++'s pixel
-    at output size ``size`` = (h, w) (see geomkit.ops.splat); NaN where not visible."""
-    h, w = size
-    s = (min(h, w) - 1) / 2
-    x = (w - 1) / 2 - s * ndc[..., 0]
-    y = (h - 1) / 2 - s * ndc[..., 1]
-    xy = torch.stack((x - 1e-6 + 0.5, y - 1e-6 + 0.5), -1).clamp(min=0)
-    return torch.where(visible[..., None], xy, torch.full_like(xy, float("nan")))
-
-
 def visible_nearest(
     cameras: Cameras, points: torch.Tensor, scale: float = VISIBILITY_SCALE, near: float = NEAR
 ) -> torch.Tensor:
-    """(N, P) bool: visible (:func:`npbgpp_ndc`) and nearest in its pixel of a z-buffer at
-    ``scale`` times each camera's resolution (``compute_one_scale_visibility``, variant 1)."""
-    ndc, visible = npbgpp_ndc(cameras, points, near)
-    result = torch.zeros_like(visible)
+    """(N, P) bool: inside the view, beyond the near plane and nearest in its pixel of a
+    z-buffer at ``scale`` times each camera's resolution (npbgpp.models.projection's
+    ``compute_visibility``, NPBG++'s ``compute_one_scale_visibility`` variant 1)."""
+    result = torch.zeros(len(cameras), len(points), dtype=torch.bool)
     for size in {tuple(s) for s in cameras.image_size.tolist()}:
         rows = (cameras.image_size == torch.tensor(size)).all(-1)
-        h, w = int(scale * size[0]), int(scale * size[1])
-        if h == 0 or w == 0:
-            continue
-        xy = npbgpp_pixels(ndc[rows], visible[rows], (h, w))
-        depth = ndc[rows][..., 2].contiguous()
-        zbuffer = splat_points(xy.contiguous(), depth, (h, w), near=near).depth  # (n, h, w)
-        inside = visible[rows] & (xy[..., 0] < w) & (xy[..., 1] < h)
-        col = xy[..., 0].nan_to_num(0).floor().long().clamp(0, w - 1)
-        row = xy[..., 1].nan_to_num(0).floor().long().clamp(0, h - 1)
-        nearest = zbuffer.flatten(1).gather(1, row * w + col)
-        result[rows] = inside & (nearest == depth)
+        ndc = project_cameras(points.to(cameras.dtype), cameras[rows])
+        result[rows] = compute_visibility(ndc, size, scale, near)
     return result
 
 
@@ -193,13 +144,10 @@ def select_source_views(
         Indices into ``source_cameras``, distinct, in the order picked.
     """
     target_camera = target_camera.to(dtype=points.dtype)
-    ndc, visible = npbgpp_ndc(target_camera, points)
-    seen = visible[0]
-    if bool(seen.any()):
-        nearest = visible_nearest(target_camera, points[seen])[0]
-        seen_points, seen_ndc = points[seen][nearest], ndc[0][seen][nearest]
-    else:
-        seen_points = seen_ndc = points.new_zeros(0, 3)
+    ndc = project_cameras(points, target_camera)
+    size = tuple(target_camera.image_size[0].tolist())
+    seen = compute_visibility(ndc, size, VISIBILITY_SCALE, NEAR)[0]
+    seen_points, seen_ndc = points[seen], ndc[0][seen]
     if len(seen_points) == 0:
         scores = points.new_ones(len(source_cameras), 0)
     else:
