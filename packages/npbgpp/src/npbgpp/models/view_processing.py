@@ -197,10 +197,13 @@ def extract_regions(
     centre = _bbox_centre_pixels(ndc, seen, (height, width))  # (N, 2) pixel-centre coords
     target = torch.tensor([(crop_w - 1) / 2, (crop_h - 1) / 2], dtype=centre.dtype)
     offset = torch.floor(centre - target.to(centre) + 0.5)  # crop pixel + offset = image pixel
+    corners = offset.long().tolist()
     crops = torch.stack(
-        [_window(image, int(ox), int(oy), crop_h, crop_w) for image, (ox, oy) in
-         zip(images, offset.tolist(), strict=True)]
-    )  # fmt: skip
+        [
+            _window(image, x, y, crop_h, crop_w)
+            for image, (x, y) in zip(images, corners, strict=True)
+        ]
+    )
     cropped = Cameras(
         R=cameras.R,
         T=cameras.T,
@@ -261,7 +264,7 @@ def _up_rotation(cameras: Cameras, up: torch.Tensor) -> torch.Tensor:
     normalised = -view[..., :2] / view[..., 2:]
     d = normalised[:, 1] - normalised[:, 0]
     length = d.norm(dim=1, keepdim=True)
-    dx, dy = (d / length.clamp_min(1e-300)).unbind(1)
+    dx, dy = (d / length.clamp_min(torch.finfo(d.dtype).tiny)).unbind(1)
     rotation = torch.stack((torch.stack((-dy, dx), 1), torch.stack((-dx, -dy), 1)), 1)
     eye = torch.eye(2, dtype=d.dtype, device=d.device).expand_as(rotation)
     return torch.where(length[..., None] > 1e-12, rotation, eye)
