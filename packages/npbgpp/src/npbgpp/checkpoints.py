@@ -16,6 +16,7 @@ RNG states and our loop's counters, so ``last.ckpt`` resumes a run exactly.
 from __future__ import annotations
 
 import collections
+import logging
 import typing
 from collections.abc import Mapping
 from pathlib import Path
@@ -28,6 +29,8 @@ from torch import nn
 
 from geomkit.checkpoint import load_checkpoint, load_state_dict_strict, save_checkpoint
 from geomkit.errors import CheckpointError
+
+log = logging.getLogger(__name__)
 
 LIGHTNING_VERSION = "1.4.8"  # the version the authors' checkpoints were written with
 
@@ -87,13 +90,24 @@ def saved_state_dict(system: nn.Module) -> dict[str, torch.Tensor]:
     }
 
 
-def load_weights(system: nn.Module, path: str | Path) -> dict:
+def load_weights(
+    system: nn.Module, path: str | Path, unused_prefixes: tuple[str, ...] = ()
+) -> dict:
     """``weights_path``: load a checkpoint's state dict into ``system``, strictly (every saved
-    key of the system present, nothing unexpected, shapes equal). Returns the checkpoint."""
+    key of the system present, nothing unexpected, shapes equal). Keys of the file under
+    ``unused_prefixes`` (an NPBG++ checkpoint's ``feature_extractor.`` when fine-tuning its
+    coefficients) are left out and named in the log. Returns the checkpoint."""
     checkpoint = read_lightning_checkpoint(path)
-    state = {key: value for key, value in checkpoint["state_dict"].items()}
+    state = dict(checkpoint["state_dict"])
+    unused = [k for k in state if k.startswith(unused_prefixes)] if unused_prefixes else []
+    if unused:
+        log.info(
+            "%s: %d keys under %s are not part of %s and stay unused",
+            path, len(unused), ", ".join(unused_prefixes), type(system).__name__,
+        )  # fmt: skip
+        state = {k: v for k, v in state.items() if k not in set(unused)}
     expected = saved_state_dict(system)
-    # the dropped buffers (VGG, LPIPS) are not in the file; keep the system's own
+    # the buffers the original never saves (VGG, LPIPS) are not in the file; keep the system's
     state.update({k: v for k, v in system.state_dict().items() if k not in expected})
     load_state_dict_strict(system, state, source=str(path))
     return checkpoint

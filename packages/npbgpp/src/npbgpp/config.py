@@ -75,3 +75,38 @@ def enter_run_dir(run: Run) -> Path:
 def _first_line(error: Exception) -> str:
     text = str(error).strip() or type(error).__name__
     return " ".join(text.splitlines()[:2]).strip()
+
+
+# trainer.* keys our loop implements (see configs/trainer/project.yaml), and those that only
+# shape Lightning's logging or speed and so take any value here.
+TRAINER_KEYS_USED = {
+    "gpus", "max_epochs", "max_steps", "reload_dataloaders_every_n_epochs", "limit_train_batches",
+    "limit_val_batches", "limit_test_batches", "check_val_every_n_epoch", "log_every_n_steps",
+    "precision", "resume_from_checkpoint", "gradient_clip_val", "gradient_clip_algorithm",
+    "deterministic", "accelerator", "num_sanity_val_steps",
+}  # fmt: skip
+TRAINER_KEYS_COSMETIC = {
+    "weights_summary", "profiler", "log_gpu_memory", "benchmark", "prepare_data_per_node",
+    "move_metrics_to_cpu", "replace_sampler_ddp", "checkpoint_callback", "amp_backend",
+    "amp_level", "default_root_dir", "weights_save_path", "multiple_trainloader_mode",
+}  # fmt: skip
+
+
+def check_trainer(cfg: DictConfig) -> None:
+    """Refuse trainer settings this loop does not implement (set away from their defaults)."""
+    defaults = OmegaConf.load(CONFIG_DIR / "trainer" / "project.yaml")
+    trainer = cfg.trainer
+    for key in trainer:
+        if key not in defaults:
+            raise ConfigError(f"configuration: unknown key trainer.{key}")
+        if key in TRAINER_KEYS_USED or key in TRAINER_KEYS_COSMETIC:
+            continue
+        if trainer[key] != defaults[key]:
+            raise ConfigError(
+                f"configuration: trainer.{key}={trainer[key]} is a Lightning feature npbgpp's "
+                f"loop does not implement (keep its default, {defaults[key]})"
+            )
+    if int(trainer.precision) != 32:
+        raise ConfigError("configuration: trainer.precision must be 32 (the original's setting)")
+    if trainer.gradient_clip_algorithm not in ("norm", "value"):
+        raise ConfigError("configuration: trainer.gradient_clip_algorithm must be norm or value")

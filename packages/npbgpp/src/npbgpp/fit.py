@@ -1,0 +1,158 @@
+"""The training loop: the original's Lightning fit, written out.
+
+Each epoch trains on ``max_scenes_per_train_epoch`` scenes (:mod:`npbgpp.schedule`), each
+offering ``train_num_samples`` random crops; every step is one optimisation step of every
+optimizer on a batch of ``dataloader.train.total_batch_size`` items (split over the ranks;
+gradients averaged). After each epoch: ``checkpoints/epoch{E}.ckpt`` and ``last.ckpt`` (the
+authors' Lightning layout, plus what an exact resume needs), then validation when due.
+
+Exact resume (``trainer.resume_from_checkpoint=checkpoints/last.ckpt``): the items, crops and
+augmentations of a step are drawn from generators seeded by (seed, epoch, step, rank), so
+continuing from the end of epoch E repeats the uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig
+
+from geomkit import dist as gdist
+from geomkit.errors import CheckpointError
+from geomkit.log import Board, progress
+from npbgpp import checkpoints
+from npbgpp.evaluation import evaluate, report
+from npbgpp.schedule import epoch_items, epoch_scenes, rank_scenes
+
+log = logging.getLogger(__name__)
+_STRIDE = 1_000_003
+
+
+def step_seed(seed: int, epoch: int, step: int, rank: int) -> int:
+    """The seed of one step's random draws on one rank."""
+    return ((seed * _STRIDE + epoch) * _STRIDE + step) * 64 + rank
+
+
+class Fit:
+    """Trains ``system`` on the training scenes; validates on the validation scenes."""
+
+    def __init__(self, cfg: DictConfig, system, scenes: dict, wrap, folder: Path, metrics):
+        self.cfg, self.system, self.scenes, self.wrap = cfg, system, scenes, wrap
+        self.folder, self.metrics = folder, metrics
+        self.trainer = cfg.trainer
+        self.seed = int(cfg.seed)
+        self.optimizers = system.optimizers()
+        self.board = Board(folder / "tb_logs")
+        self.epoch, self.global_step = 0, 0
+
+    def resume(self, path: Path) -> None:
+        """Continue from a checkpoint this loop wrote (model, optimizers, epoch, step)."""
+        checkpoint = checkpoints.load_weights(self.system, path)
+        if "npbgpp_resume" not in checkpoint:
+            raise CheckpointError(
+                f"{path} has no resume state (not written by npbgpp); start from its weights "
+                "with weights_path instead"
+            )
+        for optimizer, state in zip(self.optimizers, checkpoint["optimizer_states"], strict=True):
+            optimizer.load_state_dict(state)
+        self.epoch = int(checkpoint["epoch"]) + 1
+        self.global_step = int(checkpoint["global_step"])
+        log.info("resumed from %s: epoch %d, step %d", path, self.epoch, self.global_step)
+
+    def run(self) -> None:
+        max_epochs = int(self.trainer.max_epochs)
+        max_steps = self.trainer.max_steps
+        while self.epoch < max_epochs and (max_steps is None or self.global_step < max_steps):
+            self.train_epoch()
+            self.save()
+            if self._validation_due():
+                self.validate()
+            self.epoch += 1
+
+    def train_epoch(self) -> None:
+        system, epoch = self.system, self.epoch
+        rank, world = gdist.rank(), gdist.world_size()
+        train = self.scenes["train"]
+        per_epoch = int(self.cfg.system.max_scenes_per_train_epoch)
+        chosen = epoch_scenes(len(train), per_epoch, epoch)
+        mine = rank_scenes(chosen, self.cfg.dataloader.train_data_mode, rank, world)
+        datasets = [self.wrap(train[i]) for i in mine]
+        batches = self._batches([len(d) for d in datasets], rank, world)
+        system.train()
+        system.start_epoch([train[i] for i in mine])
+        bar = progress(batches, desc=f"epoch {epoch}")
+        start = time.perf_counter()
+        for step, batch in enumerate(bar):
+            torch.manual_seed(step_seed(self.seed, epoch, step, rank))
+            items = [(train[mine[s]], datasets[s][i]) for s, i in batch]
+            losses = self.step(items)
+            self.global_step += 1
+            if self.global_step % int(self.trainer.log_every_n_steps) == 0 or step == 0:
+                self.board.scalars(losses, self.global_step, prefix="train/")
+            bar.set_postfix(loss=f"{losses['loss']:.4g}")
+            if self.trainer.max_steps is not None and self.global_step >= self.trainer.max_steps:
+                break
+        system.end_epoch([train[i] for i in mine], self.folder)
+        log.info("epoch %d: %d steps in %.1f s", epoch, len(batches), time.perf_counter() - start)
+
+    def step(self, items: list) -> dict[str, float]:
+        """One optimisation step on this rank's items (their mean loss; gradients averaged
+        over the ranks)."""
+        for optimizer in self.optimizers:
+            optimizer.zero_grad(set_to_none=True)
+        totals: dict[str, torch.Tensor] = {}
+        for scene, item in items:
+            losses = self.system.training_losses(scene, item)
+            (losses["loss"] / len(items)).backward()
+            for key, value in losses.items():
+                totals[key] = totals.get(key, 0.0) + value.detach() / len(items)
+        gdist.average_gradients(self.system.shared_modules())
+        clip = float(self.trainer.gradient_clip_val)
+        if clip > 0:
+            parameters = [p for p in self.system.parameters() if p.grad is not None]
+            if self.trainer.gradient_clip_algorithm == "norm":
+                torch.nn.utils.clip_grad_norm_(parameters, clip)
+            else:
+                torch.nn.utils.clip_grad_value_(parameters, clip)
+        for optimizer in self.optimizers:
+            optimizer.step()
+        return {k: float(v) for k, v in totals.items()}
+
+    def save(self) -> None:
+        if not gdist.is_main_process():
+            return
+        folder = self.folder / "checkpoints"
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in (f"epoch{self.epoch}.ckpt", "last.ckpt"):
+            checkpoints.write_checkpoint(
+                folder / name, self.system, self.epoch, self.global_step, self.optimizers,
+                self.cfg, resume={"seed": self.seed},
+            )  # fmt: skip
+
+    def validate(self) -> dict:
+        results = evaluate(
+            self.system, self.scenes["val"], "val", self.epoch, self.folder, self.metrics,
+            save_images=False, limit=self.trainer.limit_val_batches,
+        )  # fmt: skip
+        if gdist.is_main_process():
+            report(results, "val", self.epoch, self.folder)
+            self.board.scalars(results["mean"], self.global_step, prefix="val/")
+        return results
+
+    def _batches(self, sizes: list[int], rank: int, world: int) -> list[list[tuple[int, int]]]:
+        total = int(self.cfg.dataloader.train.total_batch_size)
+        limit = self.trainer.limit_train_batches
+        if self.cfg.dataloader.train_data_mode == "common" and world > 1:
+            batches = epoch_items(sizes, self.epoch, self.seed, total, limit)
+            return [b[rank::world] for b in batches]
+        per_rank = max(1, total // world)
+        return epoch_items(sizes, self.epoch, self.seed * 64 + rank, per_rank, limit)
+
+    def _validation_due(self) -> bool:
+        limit = self.trainer.limit_val_batches
+        if not self.scenes.get("val") or float(limit) == 0:
+            return False
+        return (self.epoch + 1) % int(self.trainer.check_val_every_n_epoch) == 0
