@@ -42,6 +42,14 @@ class CallbackState(dict):
     """Stands in for a Lightning callback class named in a checkpoint's ``callbacks`` keys."""
 
 
+def _defaultdict_as_dict(default_factory=None) -> dict:
+    """Read a pickled ``collections.defaultdict`` as a plain dict: weights_only loading fills
+    only plain dicts, and OmegaConf's metadata holds one (``resolver_cache``, holding the
+    ``${now:...}`` values once resolved). :func:`read_lightning_checkpoint` turns it back."""
+    del default_factory
+    return {}
+
+
 _CALLBACK_NAMES = (
     "pytorch_lightning.callbacks.model_checkpoint.ModelCheckpoint",
     "pytorch_lightning.callbacks.early_stopping.EarlyStopping",
@@ -61,7 +69,7 @@ SAFE_GLOBALS = [
     IntegerNode,
     StringNode,
     typing.Any,
-    collections.defaultdict,
+    (_defaultdict_as_dict, "collections.defaultdict"),
     dict,
     int,
     float,
@@ -78,7 +86,12 @@ def read_lightning_checkpoint(path: str | Path) -> dict:
     if not isinstance(checkpoint, Mapping) or "state_dict" not in checkpoint:
         found = sorted(checkpoint) if isinstance(checkpoint, Mapping) else type(checkpoint).__name__
         raise CheckpointError(f"{path} is not a Lightning checkpoint: no 'state_dict' in {found}")
-    return dict(checkpoint)
+    checkpoint = dict(checkpoint)
+    hyper = checkpoint.get("hyper_parameters")
+    if isinstance(hyper, (DictConfig, ListConfig)):
+        metadata = hyper._metadata
+        metadata.resolver_cache = collections.defaultdict(dict, metadata.resolver_cache)
+    return checkpoint
 
 
 def saved_state_dict(system: nn.Module) -> dict[str, torch.Tensor]:

@@ -1,0 +1,340 @@
+"""``python -m npbgpp.train_net``: the authors' README commands on generated scenes in their
+layouts (only data paths, sizes and epochs changed), exact resume, two CPU processes, and
+user mistakes (one stderr line, exit status 2, nothing overwritten).
+
+Scenes are tiny (16 views of 32 x 32 pixels, 3000 points) and runs take one or two steps, so
+the numbers are about the plumbing: which files appear, what they hold, and that a resumed or
+distributed run repeats a single uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from geomkit.io import read_image
+from npbgpp import checkpoints
+from npbgpp.config import load_config
+from npbgpp.synthetic import cached_scene
+from npbgpp.system import NPBGPlusPlus
+from npbgpp.train_net import main
+from tests.npbgpp.test_config import README
+
+SCENE = {"views": 16, "image_size": (32, 32), "n_points": 3000}
+# No VGG-19 or LPIPS weight files on a test machine: the explicit fallbacks, said where used.
+NO_WEIGHT_FILES = ["system.perceptual_loss=l1_ssim", "lpips=none"]
+TINY = ["datasets.train_num_samples=2", "datasets.train_image_size=32", *NO_WEIGHT_FILES]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One intra-op thread: on a shared 2-core machine two threads per process run ~10x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def command(name: str, *changes: str) -> list[str]:
+    """The README command ``name`` (tests/npbgpp/test_config.py) with the keys of ``changes``
+    replaced where the command sets them and appended where it does not."""
+    changed = {change.split("=", 1)[0]: change for change in changes}
+    args = [changed.pop(arg.split("=", 1)[0], arg) for arg in shlex.split(README[name])]
+    return args + list(changed.values())
+
+
+def cli(cwd: Path, args: list[str]) -> int:
+    """``main(args)`` started in ``cwd`` (it changes into hydra.run.dir); the cwd is restored."""
+    before = os.getcwd()
+    os.chdir(cwd)
+    try:
+        return main(args)
+    finally:
+        os.chdir(before)
+
+
+def link(scene: Path, where: Path) -> Path:
+    where.parent.mkdir(parents=True, exist_ok=True)
+    where.symlink_to(scene, target_is_directory=True)
+    return where
+
+
+def state_dict(path: Path) -> dict[str, torch.Tensor]:
+    return checkpoints.read_lightning_checkpoint(path)["state_dict"]
+
+
+def assert_same_tensors(a: dict, b: dict) -> None:
+    assert sorted(a) == sorted(b)
+    different = [k for k in a if not torch.equal(a[k], b[k])]
+    assert not different, f"{len(different)} tensors differ, e.g. {different[:3]}"
+
+
+def psnr_of_pngs(rendered: Path, gt: Path) -> float:
+    a, b = (np.asarray(read_image(p), dtype=np.float64) for p in (rendered, gt))
+    return float(-10 * np.log10(np.mean((a[..., :3] - b[..., :3]) ** 2)))
+
+
+# -- the workspace: scenes where the README commands look for them ----------------------------
+@pytest.fixture(scope="module")
+def work(tmp_path_factory) -> Path:
+    """A folder laid out as the README commands expect (example/DTU_masked/scan118,
+    example/H3DS/5ae021f2805c0854, ../../data/scannet_for_npbg/* from the run folder ...),
+    every scene a link to a generated one."""
+    root = tmp_path_factory.mktemp("cli")
+    link(cached_scene("dtu", **SCENE), root / "example" / "DTU_masked" / "scan118")
+    link(cached_scene("dtu", **SCENE), root / "data" / "DTU_masked" / "scan110")
+    link(cached_scene("h3ds", **SCENE), root / "example" / "H3DS" / "5ae021f2805c0854")
+    link(cached_scene("colmap", **SCENE), root / "example" / "colmap" / "fox")
+    blender = cached_scene("blender", test_views=2, **SCENE)
+    link(blender, root / "example" / "nerf_synthetic" / "hotdog")
+    scannet = cached_scene("scannet", **SCENE)
+    datasets = load_config(["datasets=scannet_pretrain", "system=npbgpp_sphere"]).cfg.datasets
+    for name in {*datasets.train_scenes, *datasets.val_scenes, *datasets.test_scenes}:
+        link(scannet, root / "data" / "scannet_for_npbg" / name)
+    return root
+
+
+def authors_checkpoint(path: Path, epoch: int = 35) -> dict[str, torch.Tensor]:
+    """A checkpoint laid out as the authors' ``npbgpp_dtu_nm_mvs_ft_epoch35.ckpt`` (Lightning
+    1.4: hyper_parameters an OmegaConf DictConfig, callbacks keyed by the callback class),
+    written with plain torch.save from a seeded NPBG++ with random weights; its state dict."""
+    cfg = load_config(["datasets=dtu_one_scene", "system=npbgpp_sphere"]).cfg
+    torch.manual_seed(epoch)
+    system = NPBGPlusPlus(cfg.system, None)
+    state = checkpoints.saved_state_dict(system)
+    with fake_lightning_module() as model_checkpoint:
+        torch.save(
+            {
+                "epoch": epoch,
+                "global_step": 1000 * epoch,
+                "pytorch-lightning_version": "1.4.8",
+                "state_dict": state,
+                "callbacks": {model_checkpoint: {"best_model_score": None, "dirpath": "x"}},
+                "optimizer_states": [],
+                "lr_schedulers": [],
+                "hyper_parameters": cfg,
+            },
+            path,
+        )
+    return state
+
+
+class fake_lightning_module:  # noqa: N801 - a context manager read as a phrase
+    """``pytorch_lightning.callbacks.model_checkpoint.ModelCheckpoint`` importable while a
+    checkpoint is pickled (pickle refers to classes by module and name)."""
+
+    NAME = "pytorch_lightning.callbacks.model_checkpoint"
+
+    def __enter__(self):
+        import types
+
+        parts = self.NAME.split(".")
+        self.added = [".".join(parts[: i + 1]) for i in range(len(parts))]
+        assert not any(name in sys.modules for name in self.added), "Lightning is installed"
+        for name in self.added:
+            sys.modules[name] = types.ModuleType(name)
+        cls = type("ModelCheckpoint", (), {"__module__": self.NAME})
+        sys.modules[self.NAME].ModelCheckpoint = cls
+        return cls
+
+    def __exit__(self, *exc):
+        for name in self.added:
+            sys.modules.pop(name, None)
+
+
+# -- 1. the README commands ------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def authors_ckpt(work) -> dict[str, torch.Tensor]:
+    """./checkpoints/npbgpp_dtu_nm_mvs_ft_epoch35.ckpt, where the README's eval command
+    looks; its state dict."""
+    (work / "checkpoints").mkdir(exist_ok=True)
+    return authors_checkpoint(work / "checkpoints" / "npbgpp_dtu_nm_mvs_ft_epoch35.ckpt")
+
+
+EVAL_LAYOUTS = {
+    # layout: (overrides beside the README eval command's, scene, its holdout views' names)
+    "dtu": (
+        ["datasets.val_indices=[5]", "datasets.holdout_indices=[3,11]"],
+        "scan118",
+        ["3", "11"],
+    ),
+    "blender": (
+        [
+            "datasets=nerf_blender_one_scene",
+            "datasets.data_root=${hydra:runtime.cwd}/example/nerf_synthetic",
+            "datasets.scene_name=hotdog",
+            "datasets.val_indices={start:16,stop:18,step:1}",
+            "datasets.holdout_indices={start:18,stop:20,step:1}",
+            "datasets.input_indices={start:0,stop:16,step:1}",
+        ],
+        "hotdog",
+        ["test-r_0", "test-r_1"],
+    ),
+    "colmap": (
+        [
+            "datasets=colmap_one_scene",
+            "datasets.data_root=${hydra:runtime.cwd}/example/colmap",
+            "datasets.scene_name=fox",
+            "datasets.val_indices=[5]",
+            "datasets.holdout_indices=[10]",
+        ],
+        "fox",
+        ["0010"],
+    ),
+}
+
+
+@pytest.mark.parametrize("layout", sorted(EVAL_LAYOUTS))
+def test_readme_eval_command_writes_renders_descriptors_and_metrics(layout, work, authors_ckpt):
+    changes, scene, views = EVAL_LAYOUTS[layout]
+    run_dir = f"experiments/npbgpp_eval_{layout}"
+    args = command("eval", f"hydra.run.dir={run_dir}", "lpips=none", *changes)
+    assert cli(work, args) == 0
+    folder = work / run_dir
+    # the epoch of the authors' checkpoint names the test folder, as Lightning's test epoch
+    rendered = folder / "rendered" / f"{scene}_holdout" / "test_epoch35"
+    expected = {f"{v}_{kind}.png" for v in views for kind in ("rendered", "gt", "raster")}
+    assert {p.name for p in rendered.iterdir()} == expected
+    descriptors = torch.load(folder / "descriptors" / f"{scene}.pth", weights_only=True)
+    assert descriptors.shape == (SCENE["n_points"], 8 * 7) and descriptors.dtype == torch.float32
+    assert bool(descriptors.abs().sum(1).gt(0).any()), "no point was seen by any input view"
+    metrics = json.loads((folder / "metrics_test_epoch35.json").read_text())
+    per_view = metrics["per_view"]
+    assert sorted(per_view) == sorted(f"{scene}/{v}" for v in views)
+    for view in views:
+        scores = per_view[f"{scene}/{view}"]
+        assert set(scores) == {"PSNR", "SSIM"}
+        # the PSNR of the written PNGs (8-bit) is the metric of the float render
+        png = psnr_of_pngs(rendered / f"{view}_rendered.png", rendered / f"{view}_gt.png")
+        assert abs(png - scores["PSNR"]) < 0.05
+        assert -1.0 <= scores["SSIM"] <= 1.0
+    mean_psnr = np.mean([per_view[f"{scene}/{v}"]["PSNR"] for v in views])
+    assert metrics["average"]["PSNR"] == pytest.approx(mean_psnr, abs=1e-9)
+
+
+PRETRAIN_SIZES = [
+    # one scene a step instead of 4 x 2000 crops of 256 px; ScanNet's 20-px margin on 32 px
+    "system.max_scenes_per_train_epoch=1",
+    "dataloader.train_total_batch_size=1",
+    "datasets.val_indices=[5]",
+    "datasets.holdout_indices=[10]",
+    "datasets.image_margin=2",
+    "trainer.max_epochs=1",
+    *TINY,
+]
+
+
+@pytest.fixture(scope="module")
+def pretrained(work) -> Path:
+    """The README's ScanNet pretraining command (78 scenes; each a link to one generated
+    ScanNet scene), one epoch of 2 steps; its run folder."""
+    args = command("pretrain", "system.feature_extractor.pretrained_encoder=false", *PRETRAIN_SIZES)
+    assert cli(work, args) == 0
+    return work / "experiments" / "npbgpp_scannet"
+
+
+def test_readme_pretraining_command_writes_lightning_checkpoints(pretrained, authors_ckpt):
+    names = sorted(p.name for p in (pretrained / "checkpoints").iterdir())
+    assert names == ["epoch0.ckpt", "last.ckpt"]
+    last = checkpoints.read_lightning_checkpoint(pretrained / "checkpoints" / "last.ckpt")
+    assert last["epoch"] == 0 and last["global_step"] == 2  # 1 scene x 2 samples, batch 1
+    assert last["pytorch-lightning_version"] == checkpoints.LIGHTNING_VERSION
+    # the same keys and shapes as the authors' NPBG++ checkpoint
+    assert {k: v.shape for k, v in last["state_dict"].items()} == {
+        k: v.shape for k, v in authors_ckpt.items()
+    }
+    hyper = last["hyper_parameters"]
+    assert hyper["datasets"]["type"] == "scannet" and len(hyper["datasets"]["train_scenes"]) == 78
+    assert hyper["dataloader"]["train_data_mode"] == "each" and hyper["trainer"]["gpus"] == 4
+    epoch0 = state_dict(pretrained / "checkpoints" / "epoch0.ckpt")
+    assert_same_tensors(epoch0, last["state_dict"])
+    # trained: the refiner moved away from the seeded initialisation
+    assert not torch.equal(epoch0["refiner.final.weight"], authors_ckpt["refiner.final.weight"])
+    validation = json.loads((pretrained / "metrics_val_epoch0.json").read_text())
+    assert list(validation["per_view"]) == ["scene0099_00/5"]
+    assert any(p.name.startswith("events.out.tfevents") for p in (pretrained / "tb_logs").iterdir())
+    assert "epoch 0: 2 steps" in (pretrained / "log.txt").read_text()
+
+
+@pytest.fixture(scope="module")
+def h3ds_eval(work, pretrained) -> Path:
+    """The pretraining checkpoint as ./checkpoints/npbgpp_h3ds.ckpt, evaluated on the H3DS
+    scene by the README eval command (its descriptors start the fine-tuning)."""
+    shutil.copy(pretrained / "checkpoints" / "last.ckpt", work / "checkpoints" / "npbgpp_h3ds.ckpt")
+    args = command(
+        "eval",
+        "hydra.run.dir=experiments/npbgpp_eval_5ae021f2805c0854",
+        "datasets=h3ds_one_scene",
+        "datasets.data_root=${hydra:runtime.cwd}/example/H3DS",
+        "datasets.scene_name=5ae021f2805c0854",
+        "weights_path=./checkpoints/npbgpp_h3ds.ckpt",
+        "datasets.val_indices=[7,14]",
+        "datasets.holdout_indices=[5,10]",
+        "lpips=none",
+    )
+    assert cli(work, args) == 0
+    return work / "experiments" / "npbgpp_eval_5ae021f2805c0854"
+
+
+def test_h3ds_eval_of_the_pretrained_checkpoint(h3ds_eval):
+    rendered = h3ds_eval / "rendered" / "5ae021f2805c0854_holdout" / "test_epoch0"
+    names = ["0005_rendered.png", "0010_rendered.png"]
+    assert sorted(p.name for p in rendered.glob("*_rendered.png")) == names
+    metrics = json.loads((h3ds_eval / "metrics_test_epoch0.json").read_text())
+    assert sorted(metrics["per_view"]) == ["5ae021f2805c0854/0005", "5ae021f2805c0854/0010"]
+
+
+def test_readme_coefficient_fine_tuning_starts_from_the_npbgpp_descriptors(work, h3ds_eval):
+    scene = "5ae021f2805c0854"
+    args = command(
+        "coefficients_ft",
+        "datasets.val_indices=[7,14]",
+        "datasets.holdout_indices=[5,10]",
+        "datasets.train_num_samples=2",
+        "trainer.max_epochs=1",
+        "trainer.limit_val_batches=0",
+        *NO_WEIGHT_FILES,
+    )
+    assert cli(work, args) == 0
+    folder = work / "experiments" / f"npbgpp_{scene}_ft"
+    start = torch.load(h3ds_eval / "descriptors" / f"{scene}.pth", weights_only=True)
+    fitted = torch.load(folder / "descriptors" / f"{scene}.pth", weights_only=True)
+    assert fitted.shape == start.shape == (SCENE["n_points"], 56)
+    seen = start.abs().sum(1) > 0
+    same = (fitted == start).all(1)
+    # RMSprop leaves the rows without gradient exactly as they started: the NPBG++ table
+    assert bool((same & seen).any()), "no row equals the NPBG++ descriptors it started from"
+    assert bool((~same).any()), "the fine-tuning changed nothing"
+    last = checkpoints.read_lightning_checkpoint(folder / "checkpoints" / "last.ckpt")
+    prefixes = {k.split(".")[0] for k in last["state_dict"]}
+    assert prefixes == {"rgb_converter", "rasterizer", "refiner", "aggregator"}
+    # the aggregator's basis MLP is the NPBG++ checkpoint's, not trained here
+    source = state_dict(work / "checkpoints" / "npbgpp_h3ds.ckpt")
+    assert torch.equal(
+        last["state_dict"]["aggregator.mlp.0.weight"], source["aggregator.mlp.0.weight"]
+    )
+    # and evaluated as the README does: the same system, eval_only, the fitted tables
+    args = command(
+        "coefficients_ft",
+        f"hydra.run.dir=experiments/npbgpp_{scene}_ft_eval",
+        "eval_only=true",
+        f"system.descriptors_pretrained_dir=experiments/npbgpp_{scene}_ft/descriptors",
+        "system.descriptors_save_dir=null",
+        f"weights_path=experiments/npbgpp_{scene}_ft/checkpoints/last.ckpt",
+        "datasets.val_indices=[7,14]",
+        "datasets.holdout_indices=[5,10]",
+        *NO_WEIGHT_FILES,
+    )
+    assert cli(work, args) == 0
+    metrics = json.loads(
+        (work / f"experiments/npbgpp_{scene}_ft_eval/metrics_test_epoch0.json").read_text()
+    )
+    assert sorted(metrics["per_view"]) == [f"{scene}/0005", f"{scene}/0010"]
