@@ -13,7 +13,6 @@ import json
 import os
 import shlex
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -24,8 +23,8 @@ from geomkit.io import read_image
 from npbgpp import checkpoints
 from npbgpp.config import load_config
 from npbgpp.synthetic import cached_scene
-from npbgpp.system import NPBGPlusPlus
 from npbgpp.train_net import main
+from tests.npbgpp.test_checkpoints import authors_checkpoint
 from tests.npbgpp.test_config import README
 
 SCENE = {"views": 16, "image_size": (32, 32), "n_points": 3000}
@@ -100,54 +99,6 @@ def work(tmp_path_factory) -> Path:
     for name in {*datasets.train_scenes, *datasets.val_scenes, *datasets.test_scenes}:
         link(scannet, root / "data" / "scannet_for_npbg" / name)
     return root
-
-
-def authors_checkpoint(path: Path, epoch: int = 35) -> dict[str, torch.Tensor]:
-    """A checkpoint laid out as the authors' ``npbgpp_dtu_nm_mvs_ft_epoch35.ckpt`` (Lightning
-    1.4: hyper_parameters an OmegaConf DictConfig, callbacks keyed by the callback class),
-    written with plain torch.save from a seeded NPBG++ with random weights; its state dict."""
-    cfg = load_config(["datasets=dtu_one_scene", "system=npbgpp_sphere"]).cfg
-    torch.manual_seed(epoch)
-    system = NPBGPlusPlus(cfg.system, None)
-    state = checkpoints.saved_state_dict(system)
-    with fake_lightning_module() as model_checkpoint:
-        torch.save(
-            {
-                "epoch": epoch,
-                "global_step": 1000 * epoch,
-                "pytorch-lightning_version": "1.4.8",
-                "state_dict": state,
-                "callbacks": {model_checkpoint: {"best_model_score": None, "dirpath": "x"}},
-                "optimizer_states": [],
-                "lr_schedulers": [],
-                "hyper_parameters": cfg,
-            },
-            path,
-        )
-    return state
-
-
-class fake_lightning_module:  # noqa: N801 - a context manager read as a phrase
-    """``pytorch_lightning.callbacks.model_checkpoint.ModelCheckpoint`` importable while a
-    checkpoint is pickled (pickle refers to classes by module and name)."""
-
-    NAME = "pytorch_lightning.callbacks.model_checkpoint"
-
-    def __enter__(self):
-        import types
-
-        parts = self.NAME.split(".")
-        self.added = [".".join(parts[: i + 1]) for i in range(len(parts))]
-        assert not any(name in sys.modules for name in self.added), "Lightning is installed"
-        for name in self.added:
-            sys.modules[name] = types.ModuleType(name)
-        cls = type("ModelCheckpoint", (), {"__module__": self.NAME})
-        sys.modules[self.NAME].ModelCheckpoint = cls
-        return cls
-
-    def __exit__(self, *exc):
-        for name in self.added:
-            sys.modules.pop(name, None)
 
 
 # -- 1. the README commands ------------------------------------------------------------------
