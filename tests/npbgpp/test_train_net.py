@@ -23,6 +23,7 @@ from geomkit.io import read_image
 from npbgpp import checkpoints
 from npbgpp.config import load_config
 from npbgpp.synthetic import cached_scene
+from npbgpp.system import NPBG, DescriptorDirs
 from npbgpp.train_net import main
 from tests.npbgpp.test_checkpoints import authors_checkpoint
 from tests.npbgpp.test_config import README
@@ -289,3 +290,120 @@ def test_readme_coefficient_fine_tuning_starts_from_the_npbgpp_descriptors(work,
         (work / f"experiments/npbgpp_{scene}_ft_eval/metrics_test_epoch0.json").read_text()
     )
     assert sorted(metrics["per_view"]) == [f"{scene}/0005", f"{scene}/0010"]
+
+
+@pytest.fixture(scope="module")
+def npbg_pretrained(work) -> Path:
+    """experiments/npbg_dtu_nm/result/checkpoints/epoch35.ckpt (the README's NPBG pretraining
+    result): a seeded NPBG written by our checkpoint writer."""
+    cfg = load_config(["datasets=dtu_one_scene", "system=npbg"]).cfg
+    torch.manual_seed(35)
+    system = NPBG(cfg.system, None, DescriptorDirs(None, None))
+    path = work / "experiments" / "npbg_dtu_nm" / "result" / "checkpoints" / "epoch35.ckpt"
+    path.parent.mkdir(parents=True)
+    checkpoints.write_checkpoint(path, system, 35, 35000, [], cfg)
+    return path
+
+
+NPBG_SIZES = [
+    "datasets.val_indices=[5]",
+    "datasets.holdout_indices=[3]",
+    "trainer.max_epochs=1",
+    "dataloader.train_total_batch_size=2",  # the README's 8 (over 4 GPUs), for 2 crops
+]
+
+
+@pytest.mark.parametrize("empty", [False, True])
+def test_readme_npbg_fit_writes_descriptors_and_keeps_other_files(empty, work, npbg_pretrained):
+    run = f"experiments/npbg_dtu_nm_scan110_{empty}"
+    descriptors = work / run / "result" / "descriptors"
+    descriptors.mkdir(parents=True)
+    (descriptors / "scan999.pth").write_bytes(b"another scene's table")
+    (descriptors / "notes.txt").write_text("mine")
+    args = command(
+        "npbg",
+        f"hydra.run.dir={run}",
+        f"system.descriptors_save_dir={run}/result/descriptors",
+        f"system.empty_descriptors_save_dir={str(empty).lower()}",
+        *NPBG_SIZES,
+        *TINY,
+    )
+    assert cli(work, args) == 0
+    table = torch.load(descriptors / "scan110.pth", weights_only=True)
+    assert table.shape == (SCENE["n_points"], 8) and table.dtype == torch.float32
+    # zeros at the start; RMSprop at lr 0.1 moved the points the crops saw
+    assert 0 < int((table.abs().sum(1) > 0).sum()) < SCENE["n_points"]
+    assert (descriptors / "notes.txt").read_text() == "mine"
+    # the original emptied the folder at start; here only when asked
+    assert (descriptors / "scan999.pth").exists() is (not empty)
+    last = checkpoints.read_lightning_checkpoint(work / run / "checkpoints" / "last.ckpt")
+    assert {k.split(".")[0] for k in last["state_dict"]} == {
+        "rgb_converter",
+        "rasterizer",
+        "refiner",
+    }
+    start = state_dict(npbg_pretrained)
+    assert not torch.equal(last["state_dict"]["refiner.final.weight"], start["refiner.final.weight"])
+
+
+# -- 3. kill and resume ---------------------------------------------------------------------
+def fit_args(system: str, run: str, epochs: int, *extra: str) -> list[str]:
+    """A short fit on the DTU scene (one step of one crop per epoch)."""
+    args = [
+        f"hydra.run.dir={run}",
+        "datasets=dtu_one_scene",
+        "datasets.data_root=${hydra:runtime.cwd}/example/DTU_masked",
+        "datasets.scene_name=scan118",
+        "datasets.val_indices=[5]",
+        "datasets.holdout_indices=[3]",
+        "datasets.train_num_samples=1",
+        "datasets.train_image_size=32",
+        "dataloader=small",
+        f"trainer.max_epochs={epochs}",
+        f"system={system}",
+        *NO_WEIGHT_FILES,
+    ]
+    if system == "npbgpp_sphere":
+        args += ["system.feature_extractor.pretrained_encoder=false", "trainer.limit_val_batches=0"]
+    else:
+        args += ["datasets.selection_count=0", f"system.descriptors_save_dir={run}/descriptors"]
+    return args + list(extra)
+
+
+def assert_same_run(a: Path, b: Path) -> None:
+    """Equal parameters, optimizer states and counters in last.ckpt (and NPBG's tables)."""
+    x, y = (checkpoints.read_lightning_checkpoint(f / "checkpoints" / "last.ckpt") for f in (a, b))
+    assert (x["epoch"], x["global_step"]) == (y["epoch"], y["global_step"])
+    assert_same_tensors(x["state_dict"], y["state_dict"])
+    for first, second in zip(x["optimizer_states"], y["optimizer_states"], strict=True):
+        assert first["param_groups"] == second["param_groups"]
+        assert sorted(first["state"]) == sorted(second["state"])
+        for key, state in first["state"].items():
+            assert_same_tensors(state, second["state"][key])
+    tables = sorted(p.name for p in (a / "descriptors").glob("*.pth"))
+    assert tables == sorted(p.name for p in (b / "descriptors").glob("*.pth"))
+    for name in tables:
+        load = lambda f: torch.load(f / "descriptors" / name, weights_only=True)  # noqa: E731
+        assert torch.equal(load(a), load(b)), name
+
+
+@pytest.mark.parametrize("system", ["npbgpp_sphere", "npbg"])
+def test_resumed_fit_equals_the_uninterrupted_one(system, work):
+    whole, parts = f"experiments/whole_{system}", f"experiments/parts_{system}"
+    assert cli(work, fit_args(system, whole, 2)) == 0
+    assert cli(work, fit_args(system, parts, 1)) == 0
+    first = state_dict(work / parts / "checkpoints" / "last.ckpt")
+    resume = "trainer.resume_from_checkpoint=checkpoints/last.ckpt"
+    assert cli(work, fit_args(system, parts, 2, resume)) == 0
+    assert sorted(p.name for p in (work / parts / "checkpoints").iterdir()) == [
+        "epoch0.ckpt",
+        "epoch1.ckpt",
+        "last.ckpt",
+    ]
+    # epoch0.ckpt is the first run's; the second epoch trained on from it
+    assert_same_tensors(state_dict(work / parts / "checkpoints" / "epoch0.ckpt"), first)
+    assert not torch.equal(
+        state_dict(work / parts / "checkpoints" / "last.ckpt")["refiner.final.weight"],
+        first["refiner.final.weight"],
+    )
+    assert_same_run(work / whole, work / parts)

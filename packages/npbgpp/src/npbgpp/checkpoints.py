@@ -131,12 +131,13 @@ def write_checkpoint(
     system: nn.Module,
     epoch: int,
     global_step: int,
-    optimizers: list[torch.optim.Optimizer],
+    optimizers: list[torch.optim.Optimizer | Mapping],
     cfg: DictConfig | Mapping,
     resume: Mapping | None = None,
 ) -> Path:
     """Atomically write a checkpoint in the authors' layout (``epoch`` is the epoch that just
-    finished, counted from 0, as Lightning writes it)."""
+    finished, counted from 0, as Lightning writes it). ``optimizers``: optimizers or their
+    state dicts."""
     hyper = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
     state = {
         "epoch": int(epoch),
@@ -144,7 +145,9 @@ def write_checkpoint(
         "pytorch-lightning_version": LIGHTNING_VERSION,
         "state_dict": saved_state_dict(system),
         "callbacks": {},
-        "optimizer_states": [optimizer.state_dict() for optimizer in optimizers],
+        "optimizer_states": [
+            dict(o) if isinstance(o, Mapping) else o.state_dict() for o in optimizers
+        ],
         "lr_schedulers": [],
         "hyper_parameters": hyper,
     }

@@ -59,17 +59,27 @@ def load_config(overrides: Sequence[str]) -> Run:
     return Run(cfg, folder, Path.cwd())
 
 
-def enter_run_dir(run: Run) -> Path:
+def enter_run_dir(run: Run, save: bool = True) -> Path:
     """Create and change into the run folder (Hydra 1.1's chdir); returns its absolute path.
-    The composed configuration is saved as ``.hydra/config.yaml`` there, as Hydra does.
-    Relative data paths (``datasets.data_root``) are then relative to it, as in the original."""
+    With ``save`` the composed configuration is saved as ``.hydra/config.yaml`` there, as Hydra
+    does (:func:`save_config`). Relative data paths (``datasets.data_root``) are then relative
+    to it, as in the original."""
     if run.folder is None:
         return Path.cwd()
     folder = run.absolute(run.folder).resolve()
-    (folder / ".hydra").mkdir(parents=True, exist_ok=True)
+    folder.mkdir(parents=True, exist_ok=True)
     os.chdir(folder)
-    OmegaConf.save(run.cfg, folder / ".hydra" / "config.yaml", resolve=True)
+    if save:
+        save_config(run, folder)
     return folder
+
+
+def save_config(run: Run, folder: Path) -> None:
+    """The composed configuration as ``folder/.hydra/config.yaml`` (rank 0)."""
+    if run.folder is None or int(os.environ.get("RANK", 0)) != 0:
+        return
+    (folder / ".hydra").mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(run.cfg, folder / ".hydra" / "config.yaml", resolve=True)
 
 
 def _first_line(error: Exception) -> str:

@@ -36,6 +36,26 @@ def step_seed(seed: int, epoch: int, step: int, rank: int) -> int:
     return ((seed * _STRIDE + epoch) * _STRIDE + step) * 64 + rank
 
 
+EPOCH_GROUPS = ("descriptors",)  # optimizer groups whose parameters and state last one epoch
+
+
+def lasting_state(optimizer: torch.optim.Optimizer) -> dict:
+    """What of ``optimizer`` a checkpoint keeps: its state dict without the parameters of the
+    groups named in EPOCH_GROUPS (NPBG's descriptor tables: their parameters change with the
+    epoch's scenes, are saved as files, and their optimizer state is reset every epoch, as the
+    original resets it), so that it loads into the optimizer a resumed run builds."""
+    state = optimizer.state_dict()
+    dropped: set[int] = set()
+    groups = []
+    for group in state["param_groups"]:
+        if group.get("name") in EPOCH_GROUPS:
+            dropped.update(group["params"])
+            group = {**group, "params": []}
+        groups.append(group)
+    kept = {k: v for k, v in state["state"].items() if k not in dropped}
+    return {"state": kept, "param_groups": groups}
+
+
 class Fit:
     """Trains ``system`` on the training scenes; validates on the validation scenes."""
 
@@ -126,9 +146,10 @@ class Fit:
             return
         folder = self.folder / "checkpoints"
         folder.mkdir(parents=True, exist_ok=True)
+        optimizers = [lasting_state(optimizer) for optimizer in self.optimizers]
         for name in (f"epoch{self.epoch}.ckpt", "last.ckpt"):
             checkpoints.write_checkpoint(
-                folder / name, self.system, self.epoch, self.global_step, self.optimizers,
+                folder / name, self.system, self.epoch, self.global_step, optimizers,
                 self.cfg, resume={"seed": self.seed},
             )  # fmt: skip
 

@@ -16,15 +16,20 @@ on stderr and exit status 2.
 from __future__ import annotations
 
 import logging
+import logging.handlers
+import os
+import shutil
 import sys
+from contextlib import contextmanager
+from pathlib import Path
 
 from omegaconf import DictConfig
 
 from geomkit import dist as gdist
-from geomkit.errors import ConfigError, run_main
+from geomkit.errors import CheckpointError, ConfigError, InputError, OutputExistsError, run_main
 from geomkit.log import text_logger
 from npbgpp import checkpoints
-from npbgpp.config import Run, check_trainer, enter_run_dir, load_config
+from npbgpp.config import Run, check_trainer, enter_run_dir, load_config, save_config
 from npbgpp.datasets import ViewSceneWrapper, build_scene
 from npbgpp.evaluation import ViewMetrics, evaluate, report
 from npbgpp.fit import Fit
@@ -75,42 +80,144 @@ def main(argv=None) -> int:
     run = load_config(overrides)
     cfg = run.cfg
     check_trainer(cfg)
-    folder = enter_run_dir(run)
     info = gdist.init_distributed(_device(cfg))
-    handlers = text_logger(folder, "npbgpp").handlers
-    log.handlers, log.propagate = list(handlers), False
-    log.setLevel(logging.INFO if gdist.is_main_process() else logging.WARNING)
-    gdist.seed_everything(int(cfg.seed))
-    system = build_system(run).to(info.device)
-    if system.losses is not None:
-        system.losses.to(info.device)
-    if cfg.weights_path is not None:
-        unused = ("feature_extractor.",) if isinstance(system, NPBG) else ()
-        checkpoints.load_weights(system, run.absolute(cfg.weights_path), unused)
-        log.info("loaded weights %s", run.absolute(cfg.weights_path))
-    metrics = ViewMetrics.from_config(cfg, run.absolute)
+    buffer = _start_logging()
+    with run_folder(run) as folder:
+        # everything a mistake can stop happens here, before the run folder is written to
+        task = _prepare(run, folder, info.device)
+    save_config(run, folder)
+    _log_to_folder(buffer, folder)
     if cfg.eval_only:
-        scenes = stage_scenes(cfg, "test")
-        epoch = _weights_epoch(run)
+        system, scenes, metrics, epoch = task
         results = evaluate(system, scenes, "test", epoch, folder, metrics,
                            save_images=bool(cfg.system.save_rendered_eval_images),
                            limit=cfg.trainer.limit_test_batches)  # fmt: skip
         if gdist.is_main_process():
             report(results, "test", epoch, folder)
-        gdist.cleanup()
-        return 0
-    scenes = {"train": stage_scenes(cfg, "train"), "val": stage_scenes(cfg, "val")}
+    else:
+        task.run()
+    gdist.cleanup()
+    return 0
+
+
+def _prepare(run: Run, folder: Path, device):
+    """Read the scenes (their files checked), build the system, load its weights; for
+    training the :class:`Fit`, resumed when asked. Raises a UserError for any mistake."""
+    cfg = run.cfg
+    stages = ("test",) if cfg.eval_only else ("train", "val")
+    scenes = {stage: stage_scenes(cfg, stage) for stage in stages}
+    for scene in (s for stage in stages for s in scenes[stage]):
+        require_point_cloud(scene)
+    weights = run.absolute(cfg.weights_path) if cfg.weights_path is not None else None
+    if weights is not None and not weights.is_file():
+        raise CheckpointError(f"weights_path {weights} not found")
+    resume = None
+    if not cfg.eval_only:
+        resume = resume_path(run, folder)
+        refuse_overwrite(cfg, folder, resume)
+    gdist.seed_everything(int(cfg.seed))
+    system = build_system(run).to(device)
+    if system.losses is not None:
+        system.losses.to(device)
+    epoch = 0
+    if weights is not None:
+        unused = ("feature_extractor.",) if isinstance(system, NPBG) else ()
+        epoch = int(checkpoints.load_weights(system, weights, unused).get("epoch", 0))
+        log.info("loaded weights %s", weights)
+    metrics = ViewMetrics.from_config(cfg, run.absolute)
+    if cfg.eval_only:
+        return system, scenes["test"], metrics, epoch
     all_views = bool(cfg.datasets.get("train_all_views"))
 
     def wrap(scene):
         return ViewSceneWrapper.from_config(scene, cfg.datasets, "train", all_views=all_views)
 
     fit = Fit(cfg, system, scenes, wrap, folder, metrics)
-    if cfg.trainer.resume_from_checkpoint:
-        fit.resume(run.absolute(cfg.trainer.resume_from_checkpoint))
-    fit.run()
-    gdist.cleanup()
-    return 0
+    if resume is not None:
+        fit.resume(resume)
+    return fit
+
+
+def require_point_cloud(scene) -> None:
+    """The scene's point cloud file exists (its contents are checked when first read)."""
+    if not scene.pc_path.is_file():
+        raise InputError(
+            f"point cloud {scene.pc_path} not found; make one with "
+            f"python -m npbgpp.make_point_cloud {scene.root} --out {scene.pc_path} "
+            "(or set datasets.pc_name)"
+        )
+
+
+def resume_path(run: Run, folder: Path) -> Path | None:
+    """``trainer.resume_from_checkpoint``: a relative path is read from the run folder, as
+    Lightning read it there after Hydra's chdir (``checkpoints/last.ckpt``), else from where
+    the command started."""
+    value = run.cfg.trainer.resume_from_checkpoint
+    if not value:
+        return None
+    path = Path(str(value)).expanduser()
+    candidates = [path] if path.is_absolute() else [folder / path, run.absolute(path)]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise CheckpointError(
+        f"trainer.resume_from_checkpoint {value} not found (looked for "
+        + " and ".join(str(c) for c in candidates)
+        + ")"
+    )
+
+
+def refuse_overwrite(cfg: DictConfig, folder: Path, resume: Path | None) -> None:
+    """A new training run would replace the checkpoints already in its run folder: refuse,
+    unless it resumes from them or ``+overwrite=true`` says so."""
+    existing = sorted((folder / "checkpoints").glob("*.ckpt"))
+    if resume is not None or not existing or cfg.get("overwrite", False):
+        return
+    raise OutputExistsError(
+        f"{folder / 'checkpoints'} already holds {len(existing)} checkpoints of an earlier run; "
+        "resume it with trainer.resume_from_checkpoint=checkpoints/last.ckpt, choose another "
+        "hydra.run.dir, or pass +overwrite=true to replace them"
+    )
+
+
+@contextmanager
+def run_folder(run: Run):
+    """Change into the run folder (created if needed, as Hydra does); if what follows fails
+    and the folder was created here, it is removed again (a failed start leaves nothing)."""
+    target = run.absolute(run.folder).resolve() if run.folder is not None else Path.cwd()
+    created = not target.exists()
+    try:
+        yield enter_run_dir(run, save=False)
+    except BaseException:
+        if created and gdist.is_main_process():
+            os.chdir(run.original_cwd)
+            shutil.rmtree(target, ignore_errors=True)
+        raise
+
+
+def _start_logging() -> logging.handlers.MemoryHandler:
+    """Log to stderr now (rank 0); hold the lines for log.txt until the run folder is in use."""
+    for handler in log.handlers:
+        if isinstance(handler, logging.FileHandler):  # an earlier main() in this process
+            handler.close()
+    log.handlers = list(text_logger(None, "npbgpp.console").handlers)
+    log.propagate = False
+    log.setLevel(logging.INFO if gdist.is_main_process() else logging.WARNING)
+    buffer = logging.handlers.MemoryHandler(capacity=1_000_000, flushLevel=logging.CRITICAL + 1)
+    log.addHandler(buffer)
+    return buffer
+
+
+def _log_to_folder(buffer: logging.handlers.MemoryHandler, folder: Path) -> None:
+    """Append the log to ``folder/log.txt`` from now on, the held lines first."""
+    log.removeHandler(buffer)
+    if gdist.is_main_process():
+        handler = logging.FileHandler(folder / "log.txt")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S"))
+        buffer.setTarget(handler)
+        buffer.flush()
+        log.addHandler(handler)
+    buffer.close()
 
 
 def _device(cfg: DictConfig) -> str:
@@ -120,15 +227,6 @@ def _device(cfg: DictConfig) -> str:
     if gpus in (None, 0) or not torch.cuda.is_available():
         return "cpu"
     return "cuda"
-
-
-def _weights_epoch(run: Run) -> int:
-    """The epoch the evaluated weights finished (the original names test folders by it)."""
-    if run.cfg.weights_path is None:
-        return 0
-    return int(
-        checkpoints.read_lightning_checkpoint(run.absolute(run.cfg.weights_path)).get("epoch", 0)
-    )
 
 
 if __name__ == "__main__":
