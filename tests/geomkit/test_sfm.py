@@ -14,7 +14,12 @@ from pykdtree.kdtree import KDTree
 from geomkit.cameras import from_colmap, from_opengl_c2w
 from geomkit.errors import InputError
 from geomkit.io import read_depth_png, read_image, read_ply
-from geomkit.sfm import SiftOptions, proximity_pairs, sampson_distance, triangulate_known_poses
+from geomkit.sfm import (
+    SiftOptions,
+    proximity_pairs,
+    sampson_distance,
+    triangulate_known_poses,
+)
 from geomkit.sfm.densify import PlaneSweepOptions, densify_plane_sweep, scale_cameras
 from geomkit.sfm.features import relative_pose
 from geomkit.sfm.fusion import FusedCloud, fuse_depth_maps, voxel_downsample

@@ -290,16 +290,17 @@ def _match(database: Path, workdir: Path, names, pairs, verify: bool, options) -
 
 
 def _verified_counts(database: Path, image_ids: np.ndarray, pairs: np.ndarray) -> np.ndarray:
+    """(M,) inlier counts COLMAP's verification stored for the pairs (0 when rejected)."""
     import pycolmap
 
     db = pycolmap.Database.open(database)
     try:
-        counts = [
-            db.read_two_view_geometry_num_inliers(int(image_ids[i]), int(image_ids[j]))
-            if db.exists_two_view_geometry(int(image_ids[i]), int(image_ids[j]))
-            else 0
-            for i, j in pairs.tolist()
-        ]
+        pair_ids, counts = db.read_two_view_geometry_num_inliers()
     finally:
         db.close()
-    return np.array(counts, dtype=np.int64).reshape(-1)
+    stored = dict(zip(pair_ids, counts, strict=True))
+    wanted = [
+        pycolmap.image_pair_to_pair_id(int(image_ids[i]), int(image_ids[j]))
+        for i, j in pairs.tolist()
+    ]
+    return np.array([stored.get(pair_id, 0) for pair_id in wanted], dtype=np.int64)
