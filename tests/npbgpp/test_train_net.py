@@ -13,18 +13,23 @@ import json
 import os
 import shlex
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from geomkit import dist as gdist
+from geomkit.errors import run_main
 from geomkit.io import read_image
 from npbgpp import checkpoints
 from npbgpp.config import load_config
 from npbgpp.synthetic import cached_scene
-from npbgpp.system import NPBG, DescriptorDirs
+from npbgpp.system import NPBG, DescriptorDirs, NPBGPlusPlus
 from npbgpp.train_net import main
+from tests.helpers import REPO, torchrun
 from tests.npbgpp.test_checkpoints import authors_checkpoint
 from tests.npbgpp.test_config import README
 
@@ -342,8 +347,8 @@ def test_readme_npbg_fit_writes_descriptors_and_keeps_other_files(empty, work, n
         "rasterizer",
         "refiner",
     }
-    start = state_dict(npbg_pretrained)
-    assert not torch.equal(last["state_dict"]["refiner.final.weight"], start["refiner.final.weight"])
+    start = state_dict(npbg_pretrained)["refiner.final.weight"]
+    assert not torch.equal(last["state_dict"]["refiner.final.weight"], start)
 
 
 # -- 3. kill and resume ---------------------------------------------------------------------
@@ -383,8 +388,8 @@ def assert_same_run(a: Path, b: Path) -> None:
     tables = sorted(p.name for p in (a / "descriptors").glob("*.pth"))
     assert tables == sorted(p.name for p in (b / "descriptors").glob("*.pth"))
     for name in tables:
-        load = lambda f: torch.load(f / "descriptors" / name, weights_only=True)  # noqa: E731
-        assert torch.equal(load(a), load(b)), name
+        first, second = (torch.load(f / "descriptors" / name, weights_only=True) for f in (a, b))
+        assert torch.equal(first, second), name
 
 
 @pytest.mark.parametrize("system", ["npbgpp_sphere", "npbg"])
@@ -407,3 +412,130 @@ def test_resumed_fit_equals_the_uninterrupted_one(system, work):
         first["refiner.final.weight"],
     )
     assert_same_run(work / whole, work / parts)
+
+
+# -- 4. two processes ------------------------------------------------------------------------
+def test_two_processes_in_common_mode_step_as_one(work):
+    """torchrun, 2 CPU processes (gloo), a global batch of 2 crops: one item per process, the
+    gradients averaged, equals one process stepping on both."""
+    common = ["dataloader=standard", "dataloader.train_total_batch_size=2"]
+    args = fit_args("npbgpp_sphere", "experiments/one", 1, *common, "datasets.train_num_samples=2")
+    assert cli(work, args) == 0
+    two = fit_args("npbgpp_sphere", str(work / "experiments/two"), 1, *common)
+    two += ["datasets.train_num_samples=2", f"datasets.data_root={work}/example/DTU_masked"]
+    done = torchrun("-m", "npbgpp.train_net", *two, cwd=work, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    one = checkpoints.read_lightning_checkpoint(work / "experiments/one/checkpoints/last.ckpt")
+    both = checkpoints.read_lightning_checkpoint(work / "experiments/two/checkpoints/last.ckpt")
+    assert one["global_step"] == both["global_step"] == 1
+    gdist.seed_everything(3407, per_rank=False)  # the run's seed: its initial weights
+    start = checkpoints.saved_state_dict(NPBGPlusPlus(load_config(args).cfg.system, None))
+    moved = 0
+    for key, value in one["state_dict"].items():
+        torch.testing.assert_close(both["state_dict"][key], value, atol=1e-6, rtol=1e-5, msg=key)
+        moved += int(not torch.equal(value, start[key]))
+    assert moved > 100  # the step changed the weights (Adam moves every one with a gradient)
+
+
+# -- 5. mistakes: one line, exit status 2, nothing overwritten --------------------------------
+def fails(work: Path, args: list[str], capsys) -> str:
+    """Run ``args`` as the command line does; it must exit 2 with one stderr line (returned)."""
+    before = os.getcwd()
+    os.chdir(work)
+    capsys.readouterr()
+    try:
+        with pytest.raises(SystemExit) as exit_:
+            run_main(main, args)
+    finally:
+        os.chdir(before)
+    assert exit_.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), lines
+    return lines[0]
+
+
+@pytest.fixture
+def earlier_run(work) -> Path:
+    """A run folder holding an earlier run's checkpoint, config and log."""
+    folder = work / "experiments" / "earlier"
+    for name, text in [
+        ("checkpoints/last.ckpt", "weights"),
+        (".hydra/config.yaml", "config"),
+        ("log.txt", "log"),
+    ]:
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(text)
+    yield folder
+    shutil.rmtree(folder)
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def no_cloud(work) -> Path:
+    """A DTU scene without its mvs_pc.ply (links to the other files)."""
+    scene = cached_scene("dtu", **SCENE)
+    folder = work / "example" / "DTU_masked" / "scan000"
+    folder.mkdir(parents=True)
+    for item in scene.iterdir():
+        if item.name != "mvs_pc.ply":
+            (folder / item.name).symlink_to(item)
+    return folder
+
+
+MISTAKES = {
+    # name: (changes to the fit command, words the message must hold)
+    "missing scene folder": (["datasets.scene_name=scan404"], ["scan404", "not found"]),
+    "missing mvs_pc.ply": (["datasets.scene_name=scan000"], ["mvs_pc.ply", "make_point_cloud"]),
+    "holdout index out of range": (["datasets.holdout_indices=[3,99]"], ["holdout_indices", "99"]),
+    "missing weights file": (["weights_path=nowhere/epoch35.ckpt"], ["nowhere/epoch35.ckpt"]),
+    "encoder weights": (
+        ["system.feature_extractor.pretrained_encoder=true"],
+        ["pretrained_encoder", "encoder_weights_path"],
+    ),
+    "no full batch": (["dataloader.train.total_batch_size=2"], ["no full batch"]),
+    "unknown trainer key": (["+trainer.foo=1"], ["trainer.foo"]),
+}
+
+
+@pytest.mark.parametrize("mistake", sorted(MISTAKES))
+def test_a_mistake_is_one_line_exit_2_and_overwrites_nothing(
+    mistake, work, earlier_run, no_cloud, capsys
+):
+    changes, words = MISTAKES[mistake]
+    before = snapshot(earlier_run)
+    # +overwrite=true: the mistake, not the earlier checkpoints, stops the run
+    args = fit_args("npbgpp_sphere", "experiments/earlier", 1, *changes, "+overwrite=true")
+    message = fails(work, args, capsys)
+    assert all(word in message for word in words), message
+    assert snapshot(earlier_run) == before
+    # a new run folder is not left behind either
+    message = fails(work, fit_args("npbgpp_sphere", "experiments/never", 1, *changes), capsys)
+    assert not (work / "experiments" / "never").exists()
+
+
+def test_a_new_fit_does_not_replace_an_earlier_runs_checkpoints(work, earlier_run, capsys):
+    before = snapshot(earlier_run)
+    message = fails(work, fit_args("npbg", "experiments/earlier", 1), capsys)
+    assert "checkpoints" in message and "resume_from_checkpoint" in message
+    assert snapshot(earlier_run) == before
+
+
+def test_an_unknown_key_from_the_shell_is_one_line_and_exit_2(work):
+    """The real command line: no traceback, one line, status 2."""
+    args = [*command("eval", "system.foo=1")]
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    done = subprocess.run(
+        [sys.executable, "-m", "npbgpp.train_net", *args],
+        cwd=work, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1:] == [
+        "error: configuration: Could not override 'system.foo'. "
+        "To append to your config use +system.foo=1"
+    ]
+    assert (
+        "Traceback" not in done.stderr and not (work / "experiments/npbgpp_eval_scan118").exists()
+    )

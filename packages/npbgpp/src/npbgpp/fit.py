@@ -6,9 +6,11 @@ optimizer on a batch of ``dataloader.train.total_batch_size`` items (split over 
 gradients averaged). After each epoch: ``checkpoints/epoch{E}.ckpt`` and ``last.ckpt`` (the
 authors' Lightning layout, plus what an exact resume needs), then validation when due.
 
-Exact resume (``trainer.resume_from_checkpoint=checkpoints/last.ckpt``): the items, crops and
-augmentations of a step are drawn from generators seeded by (seed, epoch, step, rank), so
-continuing from the end of epoch E repeats the uninterrupted run.
+Exact resume (``trainer.resume_from_checkpoint=checkpoints/last.ckpt``): the items of an epoch
+are shuffled by (seed, epoch), and each item's crop, source views and augmentations are drawn
+after seeding torch by (seed, epoch, step, its position in the global batch), so continuing
+from the end of epoch E repeats the uninterrupted run, and with ``train_data_mode=common`` N
+processes (each taking every N-th item of a global batch) repeat one process.
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ from pathlib import Path
 
 import torch
 from omegaconf import DictConfig
+from torch import nn
 
 from geomkit import dist as gdist
-from geomkit.errors import CheckpointError
+from geomkit.errors import CheckpointError, ConfigError
 from geomkit.log import Board, progress
 from npbgpp import checkpoints
 from npbgpp.evaluation import evaluate, report
@@ -31,9 +34,11 @@ log = logging.getLogger(__name__)
 _STRIDE = 1_000_003
 
 
-def step_seed(seed: int, epoch: int, step: int, rank: int) -> int:
-    """The seed of one step's random draws on one rank."""
-    return ((seed * _STRIDE + epoch) * _STRIDE + step) * 64 + rank
+def item_seed(seed: int, epoch: int, step: int, position: int) -> int:
+    """The seed of the random draws of one training item (its crop, source views, colour
+    jitter, dropout): item ``position`` of the global batch of ``step``. Independent of how
+    the batch is split over ranks, so N processes draw what one process draws."""
+    return ((seed * _STRIDE + epoch) * _STRIDE + step) * 4096 + position
 
 
 EPOCH_GROUPS = ("descriptors",)  # optimizer groups whose parameters and state last one epoch
@@ -54,6 +59,14 @@ def lasting_state(optimizer: torch.optim.Optimizer) -> dict:
         groups.append(group)
     kept = {k: v for k, v in state["state"].items() if k not in dropped}
     return {"state": kept, "param_groups": groups}
+
+
+class _Tables(nn.Module):
+    """NPBG's descriptor tables as a module, for gradient averaging."""
+
+    def __init__(self, tables: list[nn.Parameter]):
+        super().__init__()
+        self.tables = nn.ParameterList(tables)
 
 
 class Fit:
@@ -92,22 +105,44 @@ class Fit:
                 self.validate()
             self.epoch += 1
 
-    def train_epoch(self) -> None:
-        system, epoch = self.system, self.epoch
+    def check(self) -> None:
+        """Raise the mistakes the first epoch would meet (no full batch, scenes that cannot be
+        split over the ranks) before anything is written."""
+        if self.epoch < int(self.trainer.max_epochs):
+            self._plan(self.epoch)
+
+    def _plan(self, epoch: int) -> tuple[list[int], list, list]:
+        """This rank's training scenes of ``epoch`` (indices), their datasets, its batches."""
         rank, world = gdist.rank(), gdist.world_size()
         train = self.scenes["train"]
         per_epoch = int(self.cfg.system.max_scenes_per_train_epoch)
         chosen = epoch_scenes(len(train), per_epoch, epoch)
         mine = rank_scenes(chosen, self.cfg.dataloader.train_data_mode, rank, world)
         datasets = [self.wrap(train[i]) for i in mine]
-        batches = self._batches([len(d) for d in datasets], rank, world)
+        batches = self._batches([len(d) for d in datasets], epoch)
+        if not batches:
+            total = int(self.cfg.dataloader.train.total_batch_size)
+            raise ConfigError(
+                f"configuration: epoch {epoch} has no full batch: {sum(map(len, datasets))} "
+                f"training items (datasets.train_num_samples per scene) on this process, "
+                f"fewer than a batch of {total} split over {world} processes "
+                "(dataloader.train.total_batch_size); lower it or raise train_num_samples"
+            )
+        return mine, datasets, batches
+
+    def train_epoch(self) -> None:
+        system, epoch = self.system, self.epoch
+        train = self.scenes["train"]
+        mine, datasets, batches = self._plan(epoch)
         system.train()
         system.start_epoch([train[i] for i in mine])
         bar = progress(batches, desc=f"epoch {epoch}")
         start = time.perf_counter()
         for step, batch in enumerate(bar):
-            torch.manual_seed(step_seed(self.seed, epoch, step, rank))
-            items = [(train[mine[s]], datasets[s][i]) for s, i in batch]
+            items = [
+                (train[mine[s]], datasets[s], i, item_seed(self.seed, epoch, step, position))
+                for (s, i), position in zip(batch, self._positions(len(batch)), strict=True)
+            ]
             losses = self.step(items)
             self.global_step += 1
             if self.global_step % int(self.trainer.log_every_n_steps) == 0 or step == 0:
@@ -119,17 +154,19 @@ class Fit:
         log.info("epoch %d: %d steps in %.1f s", epoch, len(batches), time.perf_counter() - start)
 
     def step(self, items: list) -> dict[str, float]:
-        """One optimisation step on this rank's items (their mean loss; gradients averaged
-        over the ranks)."""
+        """One optimisation step on this rank's items, (scene, dataset, index, seed) each:
+        an item is drawn and its loss computed after seeding with its seed. The mean loss;
+        gradients averaged over the ranks."""
         for optimizer in self.optimizers:
             optimizer.zero_grad(set_to_none=True)
         totals: dict[str, torch.Tensor] = {}
-        for scene, item in items:
-            losses = self.system.training_losses(scene, item)
+        for scene, dataset, index, seed in items:
+            torch.manual_seed(seed)
+            losses = self.system.training_losses(scene, dataset[index])
             (losses["loss"] / len(items)).backward()
             for key, value in losses.items():
                 totals[key] = totals.get(key, 0.0) + value.detach() / len(items)
-        gdist.average_gradients(self.system.shared_modules())
+        gdist.average_gradients(self._shared())
         clip = float(self.trainer.gradient_clip_val)
         if clip > 0:
             parameters = [p for p in self.system.parameters() if p.grad is not None]
@@ -163,14 +200,44 @@ class Fit:
             self.board.scalars(results["mean"], self.global_step, prefix="val/")
         return results
 
-    def _batches(self, sizes: list[int], rank: int, world: int) -> list[list[tuple[int, int]]]:
+    def _common(self) -> bool:
+        """Every rank trains on the same scenes (``train_data_mode=common``, or one process)."""
+        return self.cfg.dataloader.train_data_mode == "common" or gdist.world_size() == 1
+
+    def _batches(self, sizes: list[int], epoch: int) -> list[list[tuple[int, int]]]:
+        """This rank's part of each step's batch: in common mode the global batches of
+        ``total_batch_size`` items, split item by item over the ranks (so N processes train on
+        what one does); in each mode its own batches of ``total_batch_size / N`` items."""
         total = int(self.cfg.dataloader.train.total_batch_size)
         limit = self.trainer.limit_train_batches
-        if self.cfg.dataloader.train_data_mode == "common" and world > 1:
-            batches = epoch_items(sizes, self.epoch, self.seed, total, limit)
+        rank, world = gdist.rank(), gdist.world_size()
+        if self._common():
+            if total % world:
+                raise ConfigError(
+                    f"configuration: a batch of {total} (dataloader.train.total_batch_size) "
+                    f"cannot be split evenly over {world} processes (train_data_mode=common)"
+                )
+            batches = epoch_items(sizes, epoch, self.seed, total, limit)
             return [b[rank::world] for b in batches]
         per_rank = max(1, total // world)
-        return epoch_items(sizes, self.epoch, self.seed * 64 + rank, per_rank, limit)
+        return epoch_items(sizes, epoch, self.seed * 64 + rank, per_rank, limit)
+
+    def _positions(self, count: int) -> list[int]:
+        """The positions in the global batch of this rank's ``count`` items."""
+        rank, world = gdist.rank(), gdist.world_size()
+        if self._common():
+            return [rank + world * j for j in range(count)]
+        return [rank * count + j for j in range(count)]
+
+    def _shared(self) -> nn.Module:
+        """The parameters whose gradients are averaged over the ranks: the system's shared
+        modules, and in common mode also NPBG's descriptor tables (every rank holds the same
+        scenes then, and the original's DDP averaged them as any parameter)."""
+        shared = self.system.shared_modules()
+        tables = list(getattr(self.system, "tables", {}).values())
+        if not tables or not self._common() or gdist.world_size() == 1:
+            return shared
+        return nn.ModuleList([shared, _Tables(tables)])
 
     def _validation_due(self) -> bool:
         limit = self.trainer.limit_val_batches

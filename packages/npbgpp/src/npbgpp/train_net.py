@@ -27,7 +27,6 @@ from omegaconf import DictConfig
 
 from geomkit import dist as gdist
 from geomkit.errors import CheckpointError, ConfigError, InputError, OutputExistsError, run_main
-from geomkit.log import text_logger
 from npbgpp import checkpoints
 from npbgpp.config import Run, check_trainer, enter_run_dir, load_config, save_config
 from npbgpp.datasets import ViewSceneWrapper, build_scene
@@ -37,6 +36,7 @@ from npbgpp.objectives import Objectives
 from npbgpp.system import NPBG, DescriptorDirs, NPBGPlusPlus
 
 log = logging.getLogger("npbgpp")
+_FORMAT = logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S")
 
 
 def build_system(run: Run):
@@ -104,6 +104,7 @@ def _prepare(run: Run, folder: Path, device):
     """Read the scenes (their files checked), build the system, load its weights; for
     training the :class:`Fit`, resumed when asked. Raises a UserError for any mistake."""
     cfg = run.cfg
+    _check_encoder_weights(cfg)
     stages = ("test",) if cfg.eval_only else ("train", "val")
     scenes = {stage: stage_scenes(cfg, stage) for stage in stages}
     for scene in (s for stage in stages for s in scenes[stage]):
@@ -115,7 +116,7 @@ def _prepare(run: Run, folder: Path, device):
     if not cfg.eval_only:
         resume = resume_path(run, folder)
         refuse_overwrite(cfg, folder, resume)
-    gdist.seed_everything(int(cfg.seed))
+    gdist.seed_everything(int(cfg.seed), per_rank=False)  # every rank starts from the same weights
     system = build_system(run).to(device)
     if system.losses is not None:
         system.losses.to(device)
@@ -135,6 +136,7 @@ def _prepare(run: Run, folder: Path, device):
     fit = Fit(cfg, system, scenes, wrap, folder, metrics)
     if resume is not None:
         fit.resume(resume)
+    fit.check()
     return fit
 
 
@@ -196,28 +198,27 @@ def run_folder(run: Run):
 
 
 def _start_logging() -> logging.handlers.MemoryHandler:
-    """Log to stderr now (rank 0); hold the lines for log.txt until the run folder is in use."""
-    for handler in log.handlers:
-        if isinstance(handler, logging.FileHandler):  # an earlier main() in this process
-            handler.close()
-    log.handlers = list(text_logger(None, "npbgpp.console").handlers)
-    log.propagate = False
-    log.setLevel(logging.INFO if gdist.is_main_process() else logging.WARNING)
+    """Hold the log until the run starts: a failed start prints only its error line."""
+    for handler in log.handlers:  # an earlier main() in this process
+        handler.close()
     buffer = logging.handlers.MemoryHandler(capacity=1_000_000, flushLevel=logging.CRITICAL + 1)
-    log.addHandler(buffer)
+    log.handlers, log.propagate = [buffer], False
+    log.setLevel(logging.INFO if gdist.is_main_process() else logging.WARNING)
     return buffer
 
 
 def _log_to_folder(buffer: logging.handlers.MemoryHandler, folder: Path) -> None:
-    """Append the log to ``folder/log.txt`` from now on, the held lines first."""
-    log.removeHandler(buffer)
+    """Log to stderr and (rank 0) append to ``folder/log.txt`` from now on, the held lines
+    first."""
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if gdist.is_main_process():
-        handler = logging.FileHandler(folder / "log.txt")
-        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S"))
-        buffer.setTarget(handler)
-        buffer.flush()
-        log.addHandler(handler)
+        handlers.append(logging.FileHandler(folder / "log.txt"))
+    for handler in handlers:
+        handler.setFormatter(_FORMAT)
+        for record in buffer.buffer:
+            handler.handle(record)
     buffer.close()
+    log.handlers = handlers
 
 
 def _device(cfg: DictConfig) -> str:
