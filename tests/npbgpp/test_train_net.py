@@ -13,8 +13,10 @@ import json
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -412,6 +414,30 @@ def test_resumed_fit_equals_the_uninterrupted_one(system, work):
         first["refiner.final.weight"],
     )
     assert_same_run(work / whole, work / parts)
+
+
+@pytest.mark.slow
+def test_a_run_killed_after_its_first_checkpoint_resumes_to_the_same_weights(work):
+    """kill -9 once checkpoints/last.ckpt exists, resume from it: the uninterrupted result."""
+    epochs, samples = 3, "datasets.train_num_samples=2"
+    assert cli(work, fit_args("npbgpp_sphere", "experiments/unkilled", epochs, samples)) == 0
+    args = fit_args("npbgpp_sphere", "experiments/killed", epochs, samples)
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "npbgpp.train_net", *args],
+        cwd=work, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    last = work / "experiments" / "killed" / "checkpoints" / "last.ckpt"
+    deadline = time.monotonic() + 120
+    while not last.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    assert process.wait(timeout=30) == -signal.SIGKILL, "the run ended before it was killed"
+    killed_at = checkpoints.read_lightning_checkpoint(last)["epoch"]
+    assert killed_at < epochs - 1
+    resume = "trainer.resume_from_checkpoint=checkpoints/last.ckpt"
+    assert cli(work, fit_args("npbgpp_sphere", "experiments/killed", epochs, samples, resume)) == 0
+    assert_same_run(work / "experiments" / "unkilled", work / "experiments" / "killed")
 
 
 # -- 4. two processes ------------------------------------------------------------------------
