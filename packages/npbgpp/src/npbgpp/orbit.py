@@ -1,5 +1,7 @@
 """An orbit around a fitted scene: cameras, and the frames written as PNGs and an animated GIF.
 
+    python -m npbgpp.orbit RUN_DIR [--frames 36] [--size H W]
+
 The orbit follows the scene's own cameras: it circles the point cloud's centre at their median
 distance and mean elevation, about their mean up direction, with their median intrinsics.
 """
@@ -16,6 +18,8 @@ import numpy as np
 import torch
 
 from geomkit.cameras import Cameras, from_opengl_c2w
+from geomkit.errors import ArgumentParser, run_main
+from geomkit.io.files import prepare_output_dir
 from geomkit.io.images import write_image
 from geomkit.synth.camera_paths import look_at_c2w_opengl
 
@@ -85,3 +89,48 @@ def summary_line(seconds: Sequence[float], image_size: Sequence[int]) -> str:
         f"orbit: {len(seconds)} frames at {width}x{height}, "
         f"{median * 1000:.1f} ms per frame ({1 / median:.1f} fps)"
     )
+
+
+def parse_args(argv=None):
+    parser = ArgumentParser(
+        prog="python -m npbgpp.orbit",
+        description="Render an orbit around a fitted scene: PNG frames, an animated GIF and the "
+        "render time per frame.",
+    )
+    parser.add_argument("run_dir", type=Path, help="a train_net run folder (hydra.run.dir)")
+    parser.add_argument("--checkpoint", type=Path, help="default: RUN_DIR/checkpoints/last.ckpt")
+    parser.add_argument("--scene", help="scene name (default: the run's first test scene)")
+    parser.add_argument("--frames", type=int, default=36)
+    parser.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), help="frame size")
+    parser.add_argument("--out", type=Path, help="default: RUN_DIR/orbit/<scene>")
+    parser.add_argument("--overwrite", action="store_true", help="replace an earlier orbit")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    from npbgpp.viewer import load_run
+
+    run = load_run(args.run_dir, args.checkpoint, args.scene)
+    cameras = orbit_cameras(run.scene.cameras, run.scene.points, args.frames)
+    if args.size:
+        cameras = resized(cameras, tuple(args.size))
+    out = prepare_output_dir(args.out or args.run_dir / "orbit" / run.scene.name, args.overwrite)
+    _, gif, seconds = write_orbit(lambda camera: run.render(camera), cameras, out)
+    print(summary_line(seconds, tuple(int(v) for v in cameras.image_size[0])))
+    print(f"wrote {len(seconds)} frames and {gif}")
+    return 0
+
+
+def resized(cameras: Cameras, size: tuple[int, int]) -> Cameras:
+    """The same cameras rendering (H, W) pixels: intrinsics scaled with the image."""
+    height, width = cameras.image_size[0].tolist()
+    scale = torch.tensor([size[1] / width, size[0] / height], dtype=cameras.dtype)
+    return Cameras(
+        cameras.R, cameras.T, cameras.focal_length * scale, cameras.principal_point * scale,
+        torch.tensor(size).expand(len(cameras), 2),
+    )  # fmt: skip
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -65,6 +65,7 @@ class PointRenderer(nn.Module):
         super().__init__()
         self.descriptor_dim = int(system.descriptor_dim)
         self.align_during_rendering = bool(system.align_during_rendering)
+        self.learning_rate = float(system.get("learning_rate", 1e-4))
         self.rgb_converter = RGBConverter(self.descriptor_dim)
         self.rasterizer = factory.build(system.rasterizer, near=float(system.near_plane))
         self.refiner = factory.build(system.refiner)
@@ -135,9 +136,9 @@ class NPBGPlusPlus(PointRenderer):
 
     # -- training ---------------------------------------------------------------------------
     def optimizers(self) -> list[torch.optim.Optimizer]:
-        """One Adam, lr 1e-4, over every trainable module (the original's)."""
+        """One Adam over every trainable module (``system.learning_rate``, the original's 1e-4)."""
         parameters = [p for p in self.parameters() if p.requires_grad]
-        return [torch.optim.Adam(parameters, lr=1e-4)]
+        return [torch.optim.Adam(parameters, lr=self.learning_rate)]
 
     def shared_modules(self) -> nn.Module:
         return self
@@ -224,20 +225,20 @@ class NPBG(PointRenderer):
         self.tables: dict[str, nn.Parameter] = {}  # per scene; saved as files, not in checkpoints
 
     def optimizers(self) -> list[torch.optim.Optimizer]:
-        """RMSprop: lr 0.1 for the descriptor tables and the background feature, 1e-4 for
-        rgb_converter; Adam 1e-4 for the refiner (unless frozen). The tables join the RMSprop
-        when their scenes are loaded (:meth:`start_epoch`)."""
+        """RMSprop: lr 0.1 for the descriptor tables and the background feature,
+        ``system.learning_rate`` (1e-4) for rgb_converter; Adam at that rate for the refiner.
+        The tables join the RMSprop when their scenes are loaded (:meth:`start_epoch`)."""
         self._rmsprop = torch.optim.RMSprop(
             [
                 {"params": [], "lr": 1e-1, "name": "descriptors"},
                 {"params": list(self.rasterizer.parameters()), "lr": 1e-1},
-                {"params": list(self.rgb_converter.parameters()), "lr": 1e-4},
+                {"params": list(self.rgb_converter.parameters()), "lr": self.learning_rate},
             ]
         )
         optimizers = [self._rmsprop]
         refiner = [p for p in self.refiner.parameters() if p.requires_grad]
         if refiner:
-            optimizers.append(torch.optim.Adam(refiner, lr=1e-4))
+            optimizers.append(torch.optim.Adam(refiner, lr=self.learning_rate))
         return optimizers
 
     def shared_modules(self) -> nn.Module:
