@@ -448,7 +448,7 @@ def test_two_processes_in_common_mode_step_as_one(work):
     args = fit_args("npbgpp_sphere", "experiments/one", 1, *common, "datasets.train_num_samples=2")
     assert cli(work, args) == 0
     two = fit_args("npbgpp_sphere", str(work / "experiments/two"), 1, *common)
-    two += ["datasets.train_num_samples=2", f"datasets.data_root={work}/example/DTU_masked"]
+    two += ["datasets.train_num_samples=2"]
     done = torchrun("-m", "npbgpp.train_net", *two, cwd=work, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     one = checkpoints.read_lightning_checkpoint(work / "experiments/one/checkpoints/last.ckpt")
@@ -523,6 +523,10 @@ MISTAKES = {
     ),
     "no full batch": (["dataloader.train.total_batch_size=2"], ["no full batch"]),
     "unknown trainer key": (["+trainer.foo=1"], ["trainer.foo"]),
+    "unreadable resume checkpoint": (
+        ["trainer.resume_from_checkpoint=checkpoints/last.ckpt"],
+        ["checkpoints/last.ckpt"],
+    ),
 }
 
 

@@ -89,8 +89,17 @@ class Fit:
                 f"{path} has no resume state (not written by npbgpp); start from its weights "
                 "with weights_path instead"
             )
-        for optimizer, state in zip(self.optimizers, checkpoint["optimizer_states"], strict=True):
-            optimizer.load_state_dict(state)
+        states = checkpoint.get("optimizer_states") or []
+        try:
+            if len(states) != len(self.optimizers):
+                raise ValueError(f"{len(states)} optimizer states for {len(self.optimizers)}")
+            for optimizer, state in zip(self.optimizers, states, strict=True):
+                optimizer.load_state_dict(state)
+        except (ValueError, KeyError) as error:
+            raise CheckpointError(
+                f"{path}: its optimizer state does not fit this run's optimizers ({error}); "
+                "resume with the configuration the run was started with"
+            ) from None
         self.epoch = int(checkpoint["epoch"]) + 1
         self.global_step = int(checkpoint["global_step"])
         log.info("resumed from %s: epoch %d, step %d", path, self.epoch, self.global_step)
