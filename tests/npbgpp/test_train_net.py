@@ -569,3 +569,19 @@ def test_an_unknown_key_from_the_shell_is_one_line_and_exit_2(work):
     assert (
         "Traceback" not in done.stderr and not (work / "experiments/npbgpp_eval_scan118").exists()
     )
+
+
+def test_npbg_cannot_resume_without_its_descriptor_folder(work, earlier_run, capsys):
+    """NPBG's tables live only in descriptors_save_dir: without it a resume would restart
+    them, so it is refused."""
+    before = snapshot(earlier_run)
+    args = fit_args(
+        "npbg",
+        "experiments/earlier",
+        2,
+        "system.descriptors_save_dir=null",
+        "trainer.resume_from_checkpoint=checkpoints/last.ckpt",
+    )
+    message = fails(work, args, capsys)
+    assert "descriptors_save_dir" in message and "resume" in message
+    assert snapshot(earlier_run) == before

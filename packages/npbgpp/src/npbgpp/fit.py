@@ -83,6 +83,13 @@ class Fit:
 
     def resume(self, path: Path) -> None:
         """Continue from a checkpoint this loop wrote (model, optimizers, epoch, step)."""
+        dirs = getattr(self.system, "dirs", None)
+        if dirs is not None and dirs.save is None:
+            raise CheckpointError(
+                f"cannot resume from {path}: NPBG's descriptor tables are kept only in "
+                "system.descriptors_save_dir, which this run does not set (set it to the folder "
+                "the interrupted run wrote them to)"
+            )
         checkpoint = checkpoints.load_weights(self.system, path)
         if "npbgpp_resume" not in checkpoint:
             raise CheckpointError(
