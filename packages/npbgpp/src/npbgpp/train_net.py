@@ -10,7 +10,10 @@ Modes as in the original: training (multi-scene pretraining, one-scene NPBG fitt
 works in ``hydra.run.dir``: ``checkpoints/``, ``rendered/``, ``descriptors/``, ``tb_logs/``,
 ``metrics_*.json``, ``log.txt``. ``torchrun --nproc_per_node N -m npbgpp.train_net ...`` trains
 on N processes (gloo on CPU, nccl on GPUs). A mistake in the command or the data is one line
-on stderr and exit status 2.
+on stderr and exit status 2, found before the run folder is written to (a folder the failed
+start created is removed). ``trainer.resume_from_checkpoint=checkpoints/last.ckpt`` is read
+from the run folder, as Lightning read it; a new fit into a folder that holds checkpoints is
+refused unless it resumes them or ``+overwrite=true`` is given.
 """
 
 from __future__ import annotations
