@@ -14,7 +14,7 @@ PACKAGES    := $(wildcard packages/*)
 STAMP       := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: setup test test-slow lint format ext bench demo demo-geomkit demo-onet demo-numcc demo-cocoinr clean
+.PHONY: setup test test-slow lint format ext bench demo demo-geomkit demo-onet demo-numcc demo-cocoinr demo-npbgpp clean
 
 setup: $(STAMP)
 
@@ -48,7 +48,7 @@ bench: $(STAMP)
 BUNNY := $(wildcard ../shared/data/meshes/bunny.obj)
 
 # Each package's demo leaves summary.json in its folder; the index gathers them.
-demo: demo-geomkit demo-onet demo-numcc demo-cocoinr
+demo: demo-geomkit demo-onet demo-numcc demo-cocoinr demo-npbgpp
 	$(PY) -m geomkit.demo_index outputs
 
 demo-geomkit: $(STAMP)
@@ -124,6 +124,11 @@ endif
 # codebook -> val_runner's held-out renders, normals, world-space mesh and metrics -> one page.
 demo-cocoinr: $(STAMP)
 	$(PY) -m cocoinr.demo --out outputs/cocoinr --overwrite
+
+# NPBG++ and NPBG through the authors' train_net on a generated 40-view scene (300 steps each,
+# CPU settings), held-out views scored, an orbit of the NPBG++ fit as PNG frames and a GIF.
+demo-npbgpp: $(STAMP)
+	$(PY) -m npbgpp.demo --out outputs/npbgpp --overwrite
 
 clean:
 	rm -rf outputs .pytest_cache .ruff_cache

@@ -20,6 +20,12 @@ def test_orbit_circles_the_points_at_the_cameras_distance():
     uv, depth = orbit.project(centre.expand(8, 1, 3))
     torch.testing.assert_close(uv[:, 0], torch.tensor([30.0, 20.0]).expand(8, 2), atol=1e-3, rtol=0)
     assert bool((depth > 0).all())
+    # the hemisphere's cameras look at the object from above: so does the orbit, at their
+    # mean elevation above the centre (the world's z is up)
+    heights = orbit.camera_center()[:, 2] - centre[2]
+    expected_height = (cameras.camera_center()[:, 2] - centre[2]).mean()
+    assert float((heights - expected_height).abs().max()) < 0.35 * float(expected)
+    assert float(heights.std()) < 0.1 * float(expected)
     steps = (orbit.camera_center()[1:] - orbit.camera_center()[:-1]).norm(dim=1)
     torch.testing.assert_close(steps, steps[0].expand(7), atol=1e-4, rtol=0)
 

@@ -31,8 +31,8 @@ def orbit_cameras(cameras: Cameras, points: torch.Tensor, n_frames: int = 36) ->
     centre = points.double().median(dim=0).values
     eyes = cameras.camera_center().double() - centre
     radius = eyes.norm(dim=1).median()
-    # view +Y (up) in world coordinates is the second row of the row-vector rotation
-    up = cameras.R.double()[:, 1, :].mean(0)
+    # X_view = X_world @ R: the world direction of view +Y (up) is R's second column
+    up = cameras.R.double()[:, :, 1].mean(0)
     up = up / up.norm()
     elevation = torch.asin((eyes / eyes.norm(dim=1, keepdim=True) @ up).clamp(-1, 1)).mean()
     first = eyes[0] - (eyes[0] @ up) * up
