@@ -30,11 +30,13 @@ from omegaconf import DictConfig
 
 from geomkit import dist as gdist
 from geomkit.errors import CheckpointError, ConfigError, InputError, OutputExistsError, run_main
+from geomkit.weights import find_weight_file, search_dirs
 from npbgpp import checkpoints
 from npbgpp.config import Run, check_trainer, enter_run_dir, load_config, save_config
 from npbgpp.datasets import ViewSceneWrapper, build_scene
 from npbgpp.evaluation import ViewMetrics, evaluate, report
 from npbgpp.fit import Fit
+from npbgpp.models.unet import ENCODER_WEIGHT_FILE
 from npbgpp.objectives import Objectives
 from npbgpp.system import NPBG, DescriptorDirs, NPBGPlusPlus
 
@@ -46,7 +48,6 @@ def build_system(run: Run):
     """The system the config names (``system.system_class``), with its losses."""
     cfg = run.cfg
     system_cfg = cfg.system
-    _check_encoder_weights(cfg)
     objectives = Objectives.from_config(cfg, run.absolute) if not cfg.eval_only else None
     if system_cfg.system_class == "npbgpp":
         return NPBGPlusPlus(system_cfg, objectives)
@@ -57,19 +58,31 @@ def build_system(run: Run):
     )
 
 
-def _check_encoder_weights(cfg: DictConfig) -> None:
-    """ImageNet weights are downloaded by nobody: say where they must come from."""
+def _resolve_encoder_weights(run: Run) -> None:
+    """ImageNet weights are downloaded by nobody: ``encoder_weights_path`` (relative to where
+    the command started), else timm's file in geomkit's weight folders, else a checkpoint
+    (``weights_path``, a resume) that holds the encoder; otherwise one clear error."""
+    cfg = run.cfg
     extractor = cfg.system.get("feature_extractor") or {}
-    if not extractor.get("pretrained_encoder") or extractor.get("encoder_weights_path"):
+    if not extractor.get("pretrained_encoder"):
+        return
+    given = extractor.get("encoder_weights_path")
+    if given:
+        extractor.encoder_weights_path = str(run.absolute(given))
         return
     if cfg.weights_path is not None or cfg.trainer.resume_from_checkpoint:
         return  # the checkpoint holds the encoder
-    raise ConfigError(
-        "system.feature_extractor.pretrained_encoder=true needs timm's ImageNet spnasnet_100 "
-        "weights: set system.feature_extractor.encoder_weights_path=<local file>, start from "
-        "a checkpoint (weights_path=...), or train from scratch with "
-        "system.feature_extractor.pretrained_encoder=false"
-    )
+    try:
+        extractor.encoder_weights_path = str(find_weight_file(None, ENCODER_WEIGHT_FILE, ""))
+    except CheckpointError:
+        raise ConfigError(
+            "system.feature_extractor.pretrained_encoder=true needs timm's ImageNet "
+            f"spnasnet_100 weights: put {ENCODER_WEIGHT_FILE} in a weight folder "
+            f"({' or '.join(map(str, search_dirs()))}), set "
+            "system.feature_extractor.encoder_weights_path=<file>, start from a checkpoint "
+            "(weights_path=...), or train from scratch with "
+            "system.feature_extractor.pretrained_encoder=false"
+        ) from None
 
 
 def stage_scenes(cfg: DictConfig, stage: str) -> list:
@@ -107,7 +120,7 @@ def _prepare(run: Run, folder: Path, device):
     """Read the scenes (their files checked), build the system, load its weights; for
     training the :class:`Fit`, resumed when asked. Raises a UserError for any mistake."""
     cfg = run.cfg
-    _check_encoder_weights(cfg)
+    _resolve_encoder_weights(run)
     stages = ("test",) if cfg.eval_only else ("train", "val")
     scenes = {stage: stage_scenes(cfg, stage) for stage in stages}
     for scene in (s for stage in stages for s in scenes[stage]):
