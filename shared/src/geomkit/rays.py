@@ -219,6 +219,7 @@ def sample_pdf(
     deterministic: bool = False,
     generator: torch.Generator | None = None,
     eps: float = 1e-5,
+    quantiles: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Inverse-CDF sampling of a piecewise-constant pdf, as NeRF's hierarchical sampling.
 
@@ -235,6 +236,8 @@ def sample_pdf(
         deterministic: evenly spaced quantiles instead of uniform random ones.
         generator: torch.Generator for the random quantiles.
         eps: added to the weights.
+        quantiles: (n_samples,) CDF levels to invert instead (NeuS uses the bin centres
+            ``linspace(0.5 / n, 1 - 0.5 / n, n)``); overrides ``deterministic``.
 
     Returns:
         (..., n_samples) samples, not sorted when random.
@@ -248,7 +251,9 @@ def sample_pdf(
     pdf = weights / weights.sum(-1, keepdim=True)
     cdf = torch.cat((torch.zeros_like(pdf[..., :1]), torch.cumsum(pdf, -1)), -1)
     shape = weights.shape[:-1] + (n_samples,)
-    if deterministic:
+    if quantiles is not None:
+        quantiles = quantiles.to(bins).expand(shape).contiguous()
+    elif deterministic:
         quantiles = torch.linspace(0.0, 1.0, n_samples, dtype=bins.dtype, device=bins.device)
         quantiles = quantiles.expand(shape).contiguous()
     else:
