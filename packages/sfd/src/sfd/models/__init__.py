@@ -1,0 +1,1 @@
+"""The networks of SfD: NeuS geometry, proxy colour, instance classifier, visibility, material."""
