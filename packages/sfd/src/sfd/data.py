@@ -4,8 +4,9 @@ camera, the per-instance poses and the SfM points (the authors' ``datasets/neus_
 Layout of a data folder (the authors' ``data/airplane``):
 ``train/000_rgb.png`` (sRGB photo) or ``_rgb.exr`` (linear, synthetic),
 ``train/000_instance_seg.png`` (background 0, instance k of N = k/N*255), optional
-``train/000_normal.png`` (ground truth) and ``train/000_normal_pretrain.png`` (monocular prior), ``transforms_train.json`` (one frame,
-camera-to-world in OpenGL axes, the focal as a number or a string), ``object_pred_pose.json`` and
+``train/000_normal.png`` (ground truth) and ``train/000_normal_pretrain.png`` (monocular prior),
+``transforms_train.json`` (one frame, camera-to-world in OpenGL axes, the focal as a number or
+a string), ``object_pred_pose.json`` and
 ``object_scale_matrix.json`` (SfM poses), ``blender_object_gt_pose.json`` (ground truth, synthetic),
 ``non_empty_indexes.txt`` and ``points_world.npy``.
 """
