@@ -28,7 +28,7 @@ from sfd.evaluation import (
 from sfd.export import extract_mesh, textured_mesh, write_meshes
 from sfd.models.pose import ObjectPose, read_pose_file
 from sfd.models.renderer import DupNeuSRenderer
-from sfd.runs import find_run, load_run_checkpoint, new_run
+from sfd.runs import find_run, load_run_checkpoint, new_folder
 from sfd.training import Options, render_views
 
 
@@ -62,7 +62,7 @@ def run_outputs(args, options: Options) -> int:
         (args.to_uv, "uv", to_uv),
     ):
         if flag:
-            out = new_run(options.exps_folder_name, stage, f"{options.expname}-{kind}").root
+            out = new_folder(options.exps_folder_name, stage, f"{options.expname}-{kind}")
             try:
                 action(scene, model, stage, out, args)
             except UserError:

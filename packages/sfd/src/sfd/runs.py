@@ -61,12 +61,19 @@ def stage_folder(exps: Path, stage: str, expname: str) -> Path:
 
 
 def new_run(exps: Path, stage: str, expname: str) -> RunDir:
-    """A fresh timestamped folder (a second one within the same second gets a suffix)."""
+    """A fresh timestamped run folder with its plots/ and checkpoints/ folders."""
+    return RunDir(new_folder(exps, stage, expname), stage).create()
+
+
+def new_folder(exps: Path, stage: str, expname: str) -> Path:
+    """A fresh ``exps/{stage}-{expname}/<timestamp>/`` (a second one within the same second gets
+    a suffix)."""
     base = stage_folder(exps, stage, expname) / f"{datetime.now():%Y_%m_%d_%H_%M_%S}"
     root, k = base, 1
     while root.exists():
         root, k = base.with_name(f"{base.name}_{k}"), k + 1
-    return RunDir(root, stage).create()
+    root.mkdir(parents=True)
+    return root
 
 
 def find_run(exps: Path, stage: str, expname: str, timestamp: str = "latest") -> RunDir | None:
