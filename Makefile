@@ -14,7 +14,7 @@ PACKAGES    := $(wildcard packages/*)
 STAMP       := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: setup test test-slow lint format ext bench demo demo-geomkit demo-onet demo-numcc demo-cocoinr demo-npbgpp clean
+.PHONY: setup test test-slow lint format ext bench demo demo-geomkit demo-onet demo-numcc demo-cocoinr demo-npbgpp demo-sfd clean
 
 setup: $(STAMP)
 
@@ -48,7 +48,7 @@ bench: $(STAMP)
 BUNNY := $(wildcard ../shared/data/meshes/bunny.obj)
 
 # Each package's demo leaves summary.json in its folder; the index gathers them.
-demo: demo-geomkit demo-onet demo-numcc demo-cocoinr demo-npbgpp
+demo: demo-geomkit demo-onet demo-numcc demo-cocoinr demo-npbgpp demo-sfd
 	$(PY) -m geomkit.demo_index outputs
 
 demo-geomkit: $(STAMP)
@@ -129,6 +129,11 @@ demo-cocoinr: $(STAMP)
 # CPU settings), held-out views scored, an orbit of the NPBG++ fit as PNG frames and a GIF.
 demo-npbgpp: $(STAMP)
 	$(PY) -m npbgpp.demo --out outputs/npbgpp --overwrite
+
+# sfd on a generated pile of 4 boxes (64 px): Geo, Vis, Mat with the debug config, --eval,
+# --to_mesh, --to_uv, one page.
+demo-sfd: $(STAMP)
+	$(PY) -m sfd.demo --out outputs/sfd --overwrite
 
 clean:
 	rm -rf outputs .pytest_cache .ruff_cache

@@ -139,10 +139,16 @@ def _pose_and_shape(scene, model) -> dict:
     }
     mesh_path = scene.root / "gt" / "mesh.ply"
     if mesh_path.is_file():
-        vertices, _ = extract_mesh(model.sdf_network.sdf, 128)
+        vertices, _ = extract_mesh(object_sdf(model), 128)
         aligned = vertices @ errors.alignment[:3, :3].numpy().T + errors.alignment[:3, 3].numpy()
         metrics["chamfer"] = chamfer_to_truth(aligned, read_mesh(mesh_path), n=20000)
     return metrics
+
+
+def object_sdf(model: DupNeuSRenderer):
+    """The canonical SDF cut to the unit sphere, where S puts the object (the SfM points'
+    bounds): outside it the SDF was never constrained and may hold stray surfaces."""
+    return lambda points: torch.maximum(model.sdf_network.sdf(points), points.norm(dim=-1) - 1.0)
 
 
 def _camera(path: Path) -> torch.Tensor:
@@ -195,14 +201,14 @@ def relight(scene, model, stage: str, out: Path, args) -> None:
 
 # ---- exports ---------------------------------------------------------------------------------
 def to_mesh(scene, model, stage: str, out: Path, args) -> list[Path]:
-    vertices, faces = extract_mesh(model.sdf_network.sdf, args.mesh_resolution)
+    vertices, faces = extract_mesh(object_sdf(model), args.mesh_resolution)
     return write_meshes(
         out, vertices, faces, model.obj_poses.rigid().detach(), model.obj_poses.scale_mat
     )
 
 
 def to_uv(scene, model, stage: str, out: Path, args):
-    vertices, faces = extract_mesh(model.sdf_network.sdf, args.mesh_resolution)
+    vertices, faces = extract_mesh(object_sdf(model), args.mesh_resolution)
     material = model.envmap_material_network
     return textured_mesh(
         vertices, faces,
