@@ -85,3 +85,20 @@ def test_bad_segmentation_and_focal(airplane, tmp_path):
     (broken / "transforms_train.json").write_text(json.dumps(meta))
     with pytest.raises(InputError, match="focal 'twelve hundred' is not a number"):
         load_scene(broken)
+
+
+def test_unregistered_instances_become_background(small_pile, tmp_path):
+    """SfM registered instances 0 and 2 of 3: their poses are renumbered 1, 2; instance 1's
+    pixels become background (non_empty_indexes.txt lists the registered ids)."""
+    data = tmp_path / "data"
+    shutil.copytree(small_pile, data)
+    full = load_scene(data)
+    poses = json.loads((data / "object_pred_pose.json").read_text())
+    names = sorted(poses)
+    kept = {f"{names[0][:-3]}_00": poses[names[0]], f"{names[0][:-3]}_01": poses[names[2]]}
+    (data / "object_pred_pose.json").write_text(json.dumps(kept))
+    (data / "non_empty_indexes.txt").write_text("0.0\n2.0\n")
+    scene = load_scene(data)
+    assert scene.n_instances == 2
+    assert torch.equal(scene.seg == 1, full.seg == 1) and torch.equal(scene.seg == 2, full.seg == 3)
+    assert bool((scene.seg[full.seg == 2] == 0).all())

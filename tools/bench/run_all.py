@@ -21,6 +21,7 @@ BENCHMARKS = [
     "tools.bench.bm_numcc_end_to_end",
     "tools.bench.bm_cocoinr",
     "tools.bench.bm_npbgpp",
+    "tools.bench.bm_sfd",
 ]
 
 

@@ -101,7 +101,7 @@ def load_scene(root: str | Path, visible_num: int = -1, use_pretrain_normal: boo
     c2w, focal, stem = read_camera(root / "transforms_train.json")
     rgb, real_world = _read_rgb(root, stem)
     n = instance_count(root)
-    seg = decode_segmentation(root / f"{stem}_instance_seg.png", n)
+    seg = registered_segmentation(root, stem, n)
     if seg.shape != rgb.shape[:2]:
         raise InputError(
             f"{root / stem}_instance_seg.png is {seg.shape}, the image {rgb.shape[:2]}"
@@ -162,6 +162,40 @@ def instance_count(root: Path) -> int:
         f"{root} has neither object_pred_pose.json nor blender_object_gt_pose.json "
         "(run python -m sfd.preprocess first)"
     )
+
+
+def registered_segmentation(root: Path, stem: str, n_poses: int) -> torch.Tensor:
+    """Instance ids 1..n_poses, one per pose. When SfM registered only some instances,
+    ``non_empty_indexes.txt`` lists them (0-based ids in the segmentation): they are renumbered
+    in that order and the others become background, as the original drops them."""
+    path = root / f"{stem}_instance_seg.png"
+    registered = read_registered(root / "non_empty_indexes.txt")
+    if registered is None or len(registered) == n_poses and registered == list(range(n_poses)):
+        return decode_segmentation(path, n_poses)
+    if len(registered) != n_poses:
+        raise InputError(
+            f"{root / 'non_empty_indexes.txt'} lists {len(registered)} registered instances "
+            f"but the pose file has {n_poses}"
+        )
+    full = decode_segmentation(path, _stored_instances(path))
+    relabelled = torch.zeros_like(full)
+    for new_id, old_index in enumerate(registered, start=1):
+        relabelled[full == old_index + 1] = new_id
+    return relabelled
+
+
+def read_registered(path: Path) -> list[int] | None:
+    if not path.is_file():
+        return None
+    try:
+        values = np.atleast_1d(np.loadtxt(path))
+    except ValueError as err:
+        raise InputError(f"{path}: expected one instance index per line ({err})") from None
+    return [int(v) for v in values]
+
+
+def _stored_instances(path: Path) -> int:
+    return len(np.unique(np.rint(read_image(path)[..., 0] * 255))) - 1
 
 
 def decode_segmentation(path: Path, n: int) -> torch.Tensor:
