@@ -19,6 +19,7 @@ from geomkit.io import read_image, read_ply
 from geomkit.ops.rasterize import rasterize_mesh
 from geomkit.synth import cached_pile, make_pile, make_shape, pile_cameras, read_pile
 from geomkit.synth.__main__ import main as synth_main
+from geomkit.synth.pile import FILL
 
 N = 6
 TINY = {"n_instances": 3, "train_res": 48, "raw_res": 64, "mesh_resolution": 40}
@@ -125,8 +126,9 @@ def test_normals_are_unit_vectors_in_the_opengl_camera_frame(pile_dir):
     rays = np.stack([(cols - 128) / focal, -(rows - 128) / focal, -np.ones(len(rows))], 1)
     facing = ((n * rays).sum(1) < 0).mean()
     assert facing >= 0.99, facing
-    # seat tops (horizontal, copies not tilted) turn into world +z
-    up = (n @ c2w[:3, :3].T)[:, 2]
+    # seat tops (horizontal, copies not tilted) turn into world +z; 8-bit rounding alone can
+    # shorten a unit vector by 0.2%, i.e. look 3 degrees off unless renormalised
+    up = (n @ c2w[:3, :3].T)[:, 2] / np.linalg.norm(n, axis=1)
     assert (up > np.cos(np.radians(3))).mean() >= 0.1
 
 
@@ -217,6 +219,8 @@ def test_refuses_to_overwrite_and_bad_settings(tmp_path):
         make_pile(tmp_path / "x", **{**TINY, "raw_res": 32})
     with pytest.raises(ConfigError, match="shape"):
         make_pile(tmp_path / "x", shape="teapot", **TINY)
+    with pytest.raises(ConfigError, match="fov_deg"):
+        make_pile(tmp_path / "x", fov_deg=120.0, **TINY)
     assert not (tmp_path / "x").exists()
 
 
@@ -232,3 +236,23 @@ def test_cached_pile_is_made_once(tmp_path, monkeypatch):
                                np.eye(3) * pile.radius**2, atol=1e-12)  # fmt: skip
     assert pile.cameras(64).focal_length[0, 0].item() == pytest.approx(pile.focal * 64 / 48)
     assert torch.equal(pile.cameras().image_size[0], torch.tensor([48, 48]))
+
+
+def test_field_of_view_sets_the_focal_and_the_distance(tmp_path):
+    """fov_deg fixes the focal, and the camera stands where the pile spans FILL of the image
+    half-width: a wider view brings it closer (stronger perspective), the poses unchanged."""
+    spans, distances = [], []
+    for fov in (40.0, 75.0):
+        pile = make_pile(tmp_path / f"fov{fov:g}", seed=2, fov_deg=fov, **TINY)
+        assert pile.focal == pytest.approx(24 / np.tan(np.radians(fov) / 2), rel=1e-12)
+        mesh = read_ply(pile.root / "gt" / "mesh.ply")
+        placed = pile.poses @ np.diag([pile.radius] * 3 + [1.0])  # unit sphere frame to world
+        world = mesh.vertices @ placed[:, :3, :3].transpose(0, 2, 1) + placed[:, None, :3, 3]
+        world = world.reshape(-1, 3)
+        uv, _ = pile.cameras().project(torch.as_tensor(world))
+        spans.append(float((uv[0] - 24.5).abs().max()) / 24)
+        distances.append(float(np.linalg.norm(pile.c2w[:3, 3] - world.mean(0))))
+        seg = seg_values(pile.root / "train" / "000_instance_seg.png")
+        assert len(np.unique(seg)) == 4
+    np.testing.assert_allclose(spans, FILL, atol=1e-3)  # PLY stores float32
+    assert distances[0] > 1.5 * distances[1], distances

@@ -1,7 +1,7 @@
 """Geo learns the shared shape: on a generated pile of 4 boxes (64 px, perfect SfM files), 100
 Geo iterations take the silhouette IoU of the rendering (weights_sum > 0.5) from the initial
-sphere's 0.47-0.70 to >= 0.80. Measured 0.85-0.88 after 100 iterations over seeds 0-2
-(GEOMKIT_TEST_SEED); seeds 0, 3 and seed 1 under AVX2 pass."""
+sphere's 0.44-0.60 to >= 0.80. Measured 0.871-0.937 after 100 iterations over seeds 0-2
+(GEOMKIT_TEST_SEED)."""
 
 from __future__ import annotations
 

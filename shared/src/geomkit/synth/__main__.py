@@ -96,6 +96,9 @@ def pile_main(argv) -> int:
     parser.add_argument("--raw-res", type=int, default=512, help="side of raw/ images")
     parser.add_argument("--seed", type=int, default=0, help="shape, texture, poses, camera")
     parser.add_argument("--tilt-deg", type=float, default=0.0, help="largest tilt of a copy")
+    parser.add_argument(
+        "--fov-deg", type=float, default=60.0, help="field of view across the image"
+    )
     parser.add_argument("--mesh-resolution", type=int, default=96, help="marching-cubes grid")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing folder")
     args = parser.parse_args(argv)
@@ -108,6 +111,7 @@ def pile_main(argv) -> int:
         args.seed,
         overwrite=args.overwrite,
         tilt_deg=args.tilt_deg,
+        fov_deg=args.fov_deg,
         mesh_resolution=args.mesh_resolution,
     )
     print(f"wrote a pile of {pile.n_instances} {pile.name} to {pile.root}")
