@@ -130,7 +130,7 @@ demo-cocoinr: $(STAMP)
 demo-npbgpp: $(STAMP)
 	$(PY) -m npbgpp.demo --out outputs/npbgpp --overwrite
 
-# sfd on a generated pile of 4 boxes (64 px): Geo, Vis, Mat with the debug config, --eval,
+# sfd on a generated pile of 4 boxes (64 px, 2 min on 2 cores): Geo, Vis, Mat (debug config), --eval,
 # --to_mesh, --to_uv, one page.
 demo-sfd: $(STAMP)
 	$(PY) -m sfd.demo --out outputs/sfd --overwrite
