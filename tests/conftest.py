@@ -43,3 +43,13 @@ def shared_data() -> Path:
 def _seeded():
     """Every test starts from the same torch RNG state (numpy code takes explicit Generators)."""
     torch.manual_seed(0)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for a module (``pytestmark = pytest.mark.usefixtures("one_thread")``):
+    on a shared 2-core machine two threads per process run ~10x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

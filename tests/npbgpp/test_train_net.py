@@ -41,13 +41,7 @@ NO_WEIGHT_FILES = ["system.perceptual_loss=l1_ssim", "lpips=none"]
 TINY = ["datasets.train_num_samples=2", "datasets.train_image_size=32", *NO_WEIGHT_FILES]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine two threads per process run ~10x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def command(name: str, *changes: str) -> list[str]:

@@ -26,13 +26,7 @@ BASE = dict(multires=10, brdf_encoder_dims=[512, 512, 512, 512], brdf_decoder_di
 SMALL = {**BASE, "brdf_encoder_dims": [32, 32], "brdf_decoder_dims": [16], "num_lgt_sgs": 8}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine two threads per process run ~10x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_keys_and_shapes_match_the_original():

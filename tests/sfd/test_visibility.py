@@ -22,13 +22,7 @@ from tests.helpers import assert_close, assert_margins, learning_seed
 CENTRE, RADIUS, FAR = torch.tensor([0.0, 0.0, 0.6]), 0.45, 3.0
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine two threads per process run ~10x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def floor_and_ball_sdf(points: torch.Tensor) -> torch.Tensor:
