@@ -131,3 +131,46 @@ def test_broken_data_folders_are_named(small_pile, tmp_path, breakage):
     with pytest.raises(UserError, match=expected):
         main(exp_args(data, tmp_path / "exps", "Geo"))
     assert not (tmp_path / "exps").exists()
+
+
+KILL_TARGET = 40  # iterations, far beyond where the kill lands
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stage", ["Geo", "Vis", "Mat"])
+def test_kill_9_and_resume_gives_the_uninterrupted_parameters(small_pile, tmp_path, stage):
+    """SIGKILL a stage as soon as its iteration-4 checkpoint appears, --is_continue to 40 (from
+    whichever checkpoint is newest and whole): the parameters equal those of an uninterrupted
+    run to 40 (checkpoint every 2)."""
+    import os
+    import signal
+    import time
+
+    previous = ("Geo", "Vis")[: ["Geo", "Vis", "Mat"].index(stage)]
+    results = []
+    for name in ("straight", "killed"):
+        exps = tmp_path / name
+        for before in previous:
+            main(exp_args(small_pile, exps, before, "--max_niter", "2"))
+        args = exp_args(small_pile, exps, stage, "--train.ckpt_freq=2")
+        if name == "killed":
+            command = [sys.executable, "-m", "sfd.exp_runner", *args, "--max_niter", "100000"]
+            process = subprocess.Popen(
+                command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
+            deadline = time.time() + 300
+            while not list(
+                (exps / f"{stage}-pile").glob("*/checkpoints/*OptimizerParameters/4.pth")
+            ):
+                assert time.time() < deadline and process.poll() is None
+                time.sleep(0.2)
+            os.kill(process.pid, signal.SIGKILL)
+            process.wait()
+            main([*args, "--max_niter", str(KILL_TARGET), "--is_continue"])
+        else:
+            main([*args, "--max_niter", str(KILL_TARGET)])
+        results.append(_latest_state(exps, stage))
+    straight, resumed = results
+    assert straight["iter"] == resumed["iter"] == KILL_TARGET
+    for key, value in straight["model_state_dict"].items():
+        assert torch.equal(value, resumed["model_state_dict"][key]), key
