@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from geomkit.io import prepare_output_dir, save_json
@@ -103,23 +104,32 @@ def cache_dir() -> Path:
 
 
 def cached_scene(**settings) -> Path:
-    """The folder of generate_scene(**settings), generated once and reused (deterministic).
+    """The folder of generate_scene(**settings), generated once and reused (deterministic)."""
+    key = {"version": GENERATOR_VERSION, **settings}
+    return cached_build(
+        key, "", Path("scene.json"), lambda out: generate_scene(out, overwrite=True, **settings)
+    )
 
-    Generation happens in a temporary folder renamed into place, so concurrent callers (test
-    workers, torchrun ranks) never see a half-written scene.
+
+def cached_build(key: dict, prefix: str, marker: Path, build: Callable[[Path], object]) -> Path:
+    """``cache_dir()/<prefix><hash of key>``, made once by ``build(folder)`` and reused.
+
+    ``build`` writes into a temporary folder renamed into place, so concurrent callers (test
+    workers, torchrun ranks) never see a half-written folder; ``marker`` (relative to the
+    folder) says that one is complete.
     """
-    key = json.dumps({"version": GENERATOR_VERSION, **settings}, sort_keys=True, default=str)
-    folder = cache_dir() / hashlib.sha256(key.encode()).hexdigest()[:16]
-    if (folder / "scene.json").exists():
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
+    folder = cache_dir() / f"{prefix}{digest[:16]}"
+    if (folder / marker).exists():
         return folder
     folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=folder.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{prefix}", dir=folder.parent))
     try:
-        generate_scene(tmp, overwrite=True, **settings)
+        build(tmp)
         try:
             tmp.rename(folder)
         except OSError:  # another process finished first: use its copy
-            if not (folder / "scene.json").exists():
+            if not (folder / marker).exists():
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -25,12 +25,8 @@ Conventions of the written files (those of the authors' ``data/airplane``):
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,7 +49,7 @@ from geomkit.ops.rasterize import Fragments, rasterize_mesh
 from geomkit.render import interpolate, shade_lambertian, surface_normals
 from geomkit.structures import TriMesh
 from geomkit.synth.camera_paths import look_at_c2w_opengl
-from geomkit.synth.generate import cache_dir, shape_from_name
+from geomkit.synth.generate import cached_build, shape_from_name
 from geomkit.synth.shapes import FAMILIES, MESH_SUFFIXES, Shape
 from geomkit.synth.textures import Texture, waves
 
@@ -200,28 +196,14 @@ def make_pile(
 
 
 def cached_pile(**settings) -> Path:
-    """The folder of make_pile(**settings), generated once in the synth cache and reused.
-
-    Generation happens in a temporary folder renamed into place, so concurrent callers (test
-    workers, torchrun ranks) never see a half-written pile.
-    """
-    key = json.dumps({"pile_version": PILE_VERSION, **settings}, sort_keys=True, default=str)
-    folder = cache_dir() / f"pile-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
-    marker = Path("gt") / "pile.json"
-    if (folder / marker).exists():
-        return folder
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-pile-", dir=folder.parent))
-    try:
-        make_pile(tmp, overwrite=True, **settings)
-        try:
-            tmp.rename(folder)
-        except OSError:  # another process finished first: use its copy
-            if not (folder / marker).exists():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return folder
+    """The folder of make_pile(**settings), generated once in the synth cache and reused."""
+    key = {"pile_version": PILE_VERSION, **settings}
+    return cached_build(
+        key,
+        "pile-",
+        Path("gt") / "pile.json",
+        lambda out: make_pile(out, overwrite=True, **settings),
+    )
 
 
 def read_pile(root: str | os.PathLike) -> Pile:
