@@ -87,7 +87,8 @@ def test_visible_points_project_into_their_instance(pile_dir):
 
 def test_pose_files_map_the_canonical_mesh_onto_each_instance(pile_dir):
     mesh = read_ply(pile_dir / "gt" / "mesh.ply")
-    assert np.linalg.norm(mesh.vertices, axis=1).max() <= 1.0
+    radius = json.loads((pile_dir / "gt" / "pile.json").read_text())["radius"]
+    assert np.linalg.norm(mesh.vertices, axis=1).max() <= radius * (1 + 1e-6)
     pred = load(pile_dir, "object_pred_pose.json")
     gt = load(pile_dir, "blender_object_gt_pose.json")
     keys = [f"chair_{i:02d}" for i in range(N)]
@@ -98,7 +99,8 @@ def test_pose_files_map_the_canonical_mesh_onto_each_instance(pile_dir):
     truth = np.array([gt[k] for k in keys])
     np.testing.assert_allclose(poses, truth @ np.linalg.inv(truth[0]), atol=1e-12)
     # every copy stands upright on the ground plane z = 0
-    world = mesh.vertices @ (poses @ scale)[:, :3, :3].transpose(0, 2, 1)
+    unit = mesh.vertices / radius  # SfD's canonical frame, which O_i S maps to the world
+    world = unit @ (poses @ scale)[:, :3, :3].transpose(0, 2, 1)
     world += (poses @ scale)[:, None, :3, 3]
     np.testing.assert_allclose(world[..., 2].min(1), 0.0, atol=1e-6)  # PLY stores float32
     # rasterise all copies as placed by O_i S in the written camera: the instance map agrees
@@ -189,6 +191,7 @@ def test_the_chair_has_no_rotational_symmetry(pile_dir):
     """Poses are unambiguous: no rotation maps the canonical shape onto itself (a lamp, made of
     solids of revolution, is the control that the measure finds a symmetry)."""
     chair = read_ply(pile_dir / "gt" / "mesh.ply").vertices
+    chair = chair / np.linalg.norm(np.ptp(chair, axis=0)) * 2  # to the unit sphere
     assert min(symmetry_gaps(chair)) > 0.05  # unit-sphere units; the mesh spacing is ~0.02
     lamp = make_shape("lamp", 0).mesh(40).vertices
     assert max(symmetry_gaps(lamp)[2:]) < 0.01
@@ -246,7 +249,7 @@ def test_field_of_view_sets_the_focal_and_the_distance(tmp_path):
         pile = make_pile(tmp_path / f"fov{fov:g}", seed=2, fov_deg=fov, **TINY)
         assert pile.focal == pytest.approx(24 / np.tan(np.radians(fov) / 2), rel=1e-12)
         mesh = read_ply(pile.root / "gt" / "mesh.ply")
-        placed = pile.poses @ np.diag([pile.radius] * 3 + [1.0])  # unit sphere frame to world
+        placed = pile.poses  # object frame to world
         world = mesh.vertices @ placed[:, :3, :3].transpose(0, 2, 1) + placed[:, None, :3, 3]
         world = world.reshape(-1, 3)
         uv, _ = pile.cameras().project(torch.as_tensor(world))

@@ -98,7 +98,7 @@ def main(argv=None) -> int:
         {
             "recovered (instance 0, world)": read_mesh(mesh_dir / "mesh_instance_00.ply"),
             "recovered canonical": read_mesh(mesh_dir / "mesh_canonical.ply"),
-            "truth canonical": read_mesh(pile.root / "gt" / "mesh.ply"),
+            "truth (object frame)": read_mesh(pile.root / "gt" / "mesh.ply"),
         },
         title="SfD demo: recovered shape",
     )

@@ -14,9 +14,11 @@ Conventions of the written files (those of the authors' ``data/airplane``):
   The raw image is the same view at raw_res (focal scaled by raw_res / train_res).
 * World: z up, the ground plane z = 0. Object frame: the shape's own axes with the centre of
   its bounding box at the origin; G_i (``blender_object_gt_pose.json``) maps it to the world.
+* ``gt/mesh.ply``: the shape in the object frame, the frame G_i maps to the world (what
+  ``--eval`` compares a recovered mesh with).
 * ``object_pred_pose.json`` O_i = G_i G_0^-1 and ``object_scale_matrix.json``
   S = G_0 diag(r, r, r, 1), r = half the bounding-box diagonal, so that O_i S maps the unit
-  sphere frame of ``gt/mesh.ply`` onto instance i.
+  sphere (the mesh divided by r, SfD's canonical frame) onto instance i.
 * Segmentation: background 0, instance k = 1..N stored as round(k / N * 255) (Python's round);
   ``points_world_{i}`` and pose i belong to instance k = i + 1.
 * Colours: Lambertian albedo x (ambient + (1 - ambient) max(0, n . l)) with one directional
@@ -53,8 +55,10 @@ from geomkit.synth.generate import cached_build, shape_from_name
 from geomkit.synth.shapes import FAMILIES, MESH_SUFFIXES, Shape
 from geomkit.synth.textures import Texture, waves
 
-# Bump when the generated files change, so cached piles are regenerated.
+# PILE_VERSION seeds the random streams: bump it when the scene itself changes. FILES_VERSION
+# only keys the cache: bump it when what is written changes, so cached piles are regenerated.
 PILE_VERSION = 2
+FILES_VERSION = 3
 GAMMA = 2.2
 AMBIENT = 0.3
 BACKGROUND = (0.4, 0.4, 0.4)  # plain grey, stored linear (written as BACKGROUND^(1/2.2))
@@ -179,7 +183,7 @@ def make_pile(
     colors = np.clip(texture(canonical.vertices), 0, 1)
     write_ply(
         out / "gt" / "mesh.ply",
-        TriMesh(canonical.vertices / radius, canonical.faces, vertex_colors=colors),
+        TriMesh(canonical.vertices, canonical.faces, vertex_colors=colors),
     )
     settings = {
         "n_instances": n_instances,
@@ -197,7 +201,7 @@ def make_pile(
 
 def cached_pile(**settings) -> Path:
     """The folder of make_pile(**settings), generated once in the synth cache and reused."""
-    key = {"pile_version": PILE_VERSION, **settings}
+    key = {"pile_version": PILE_VERSION, "files": FILES_VERSION, **settings}
     return cached_build(
         key,
         "pile-",
@@ -543,9 +547,9 @@ def _write_provenance(out: Path, pile: Pile, settings: dict, centre, light) -> N
             "settings": settings,
             "shape_name": pile.name,
             "radius": pile.radius,
-            "object_frame": "shape coordinates minus bbox_centre; gt/mesh.ply is it divided by "
-            "radius (the unit sphere frame that O_i S maps to instance i), its vertex colours "
-            "the linear albedo",
+            "object_frame": "shape coordinates minus bbox_centre, the frame of gt/mesh.ply "
+            "(its vertex colours the linear albedo); divided by radius it is the unit sphere "
+            "frame that O_i S maps to instance i",
             "bbox_centre": centre,
             "focal_train": pile.focal,
             "principal_point": "(W/2, H/2) on integer pixel positions, as SfD's loader",
