@@ -22,7 +22,9 @@ from geomkit.viz import save_scene_html
 from sfd import exp_runner
 
 STYLE = (
-    "body{font-family:sans-serif;max-width:1100px;margin:auto}img{max-width:100%}"
+    "body{font-family:sans-serif;max-width:1100px;margin:auto}"
+    # the renders are 64 px: show every figure 200 px high, pixels kept sharp
+    "figure img{height:200px;width:auto;max-width:100%;image-rendering:pixelated}"
     "td,th{padding:2px 8px;text-align:left}"
 )
 
@@ -150,7 +152,7 @@ def write_page(
         (uv_dir / "texture_albedo.png", "baked albedo texture of mesh_textured.obj"),
     ]
     images = "".join(
-        f"<figure><img src='{path.relative_to(out)}'>"
+        f"<figure><img src='{path.relative_to(out)}' alt='{html.escape(text)}'>"
         f"<figcaption>{html.escape(text)}</figcaption></figure>"
         for path, text in figures
         if path.is_file()
