@@ -104,7 +104,7 @@ def evaluate(scene, model, stage: str, out: Path, args) -> dict:
     if scene.normal is not None:
         truth = scene.normal.reshape(-1, 3)[pixels.reshape(-1)].reshape(*pixels.shape, 3) * 2 - 1
         metrics["normal_angle_deg"] = normal_angle(geometry["normal"], truth, mask & hit)
-    metrics.update(_pose_and_shape(scene, model))
+    metrics.update(pose_and_shape_metrics(scene, model))
     write_report(metrics, out)
     print((out / "metrics.txt").read_text(), file=sys.stderr)
     return metrics
@@ -125,7 +125,10 @@ def _material_truth(scene, material, gt_and_hit, gt_mask, lpips) -> dict:
     return metrics
 
 
-def _pose_and_shape(scene, model) -> dict:
+def pose_and_shape_metrics(scene, model, mesh_resolution: int = 128) -> dict:
+    """Pose errors against ``blender_object_gt_pose.json`` and, with ``gt/mesh.ply`` (in the
+    frame those poses map), the Chamfer of the canonical mesh (``mesh_resolution``^3 marching
+    cubes) mapped there by the poses' alignment, in the truth's units; {} without truth."""
     gt_path = scene.root / "blender_object_gt_pose.json"
     if not gt_path.is_file() or model.obj_poses.init_method == "GT":
         return {}
@@ -139,7 +142,7 @@ def _pose_and_shape(scene, model) -> dict:
     }
     mesh_path = scene.root / "gt" / "mesh.ply"
     if mesh_path.is_file():
-        vertices, _ = extract_mesh(object_sdf(model), 128)
+        vertices, _ = extract_mesh(object_sdf(model), mesh_resolution)
         aligned = vertices @ errors.alignment[:3, :3].numpy().T + errors.alignment[:3, 3].numpy()
         metrics["chamfer"] = chamfer_to_truth(aligned, read_mesh(mesh_path), n=20000)
     return metrics
