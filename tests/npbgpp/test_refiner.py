@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from geomkit.errors import ConfigError
 from npbgpp.models.refiner import IdentityRefiner, RefinerUnetV2
 from tests.helpers import assert_close
 
@@ -108,3 +109,11 @@ def test_declared_scales_and_identity_refiner():
     assert torch.equal(IdentityRefiner()([raster, raster[:, :, :2]]), raster[:, :3])
     assert torch.equal(IdentityRefiner()(raster), raster[:, :3])
     assert list(IdentityRefiner().state_dict()) == []
+
+
+@pytest.mark.parametrize("size", [16, 31])
+def test_images_too_small_for_reflect_padding_are_a_config_error(size):
+    """The original crashed inside F.pad; here the message names the size and the fix."""
+    rasters = [torch.rand(1, 9, int(size / 2**k), int(size / 2**k)) for k in range(5)]
+    with pytest.raises(ConfigError, match=f"{size}x{size} px image is too small.*at least 32"):
+        RefinerUnetV2()(rasters)

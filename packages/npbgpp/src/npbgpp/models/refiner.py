@@ -23,6 +23,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from geomkit.errors import ConfigError
+
+MIN_REFLECT_SIZE = 32  # 32 / 2^4 = 2 px at the centre block, the least reflect padding accepts
+
 __all__ = ["GatedBlock", "IdentityRefiner", "RefinerUnetV2"]
 
 
@@ -136,6 +140,7 @@ class RefinerUnetV2(nn.Module):
         inputs = [in_channels] if isinstance(in_channels, int) else list(in_channels)
         self.num_input_channels = (inputs + [0] * 5)[:5]
         self.out_channels = out_channels
+        self.padding_mode = padding_mode
         f, c, pad = list(filters), self.num_input_channels, padding_mode
         self.start = GatedBlock(c[0], f[0], padding_mode=pad)
         for k in range(1, 5):
@@ -168,6 +173,7 @@ class RefinerUnetV2(nn.Module):
         declared = sum(1 for c in self.num_input_channels if c)
         if len(inputs) != declared:
             raise ValueError(f"refiner: got {len(inputs)} input scales but declared {declared}")
+        self._check_size(*inputs[0].shape[-2:])
         skips = [self.start(inputs[0])]
         for k in range(1, 5):
             x = getattr(self, f"down{k}")(skips[-1])
@@ -178,6 +184,15 @@ class RefinerUnetV2(nn.Module):
         for k in (4, 3, 2, 1):
             x = getattr(self, f"up{k}")(x, skips[k - 1])
         return self.final(x)
+
+    def _check_size(self, height: int, width: int) -> None:
+        """ConfigError for images whose coarsest level (4 halvings) cannot be reflect-padded."""
+        if self.padding_mode == "reflect" and min(height, width) < MIN_REFLECT_SIZE:
+            raise ConfigError(
+                f"refiner: a {height}x{width} px image is too small: its 4 halvings leave "
+                f"{height // 16}x{width // 16} px, and reflect padding needs 2; render or crop "
+                f"at least {MIN_REFLECT_SIZE} px (dataloader image_size)"
+            )
 
 
 class IdentityRefiner(nn.Module):
