@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from geomkit import dist as gdist
 from geomkit.errors import run_main
@@ -579,3 +580,18 @@ def test_npbg_cannot_resume_without_its_descriptor_folder(work, earlier_run, cap
     message = fails(work, args, capsys)
     assert "descriptors_save_dir" in message and "resume" in message
     assert snapshot(earlier_run) == before
+
+
+@pytest.mark.parametrize("fresh_fit", [True, False])
+def test_empty_descriptors_save_dir_spares_a_resume_and_an_evaluation(tmp_path, fresh_fit):
+    """empty_descriptors_save_dir empties the folder for a fresh fit only: a resumed fit or an
+    evaluation reads the tables it would delete."""
+    table = tmp_path / "scan110.pth"
+    torch.save(torch.ones(3, 8), table)
+    system = OmegaConf.create(
+        {"descriptors_save_dir": str(tmp_path), "empty_descriptors_save_dir": True}
+    )
+    dirs = DescriptorDirs.from_config(system, Path, fresh_fit)
+    assert table.exists() is (not fresh_fit)
+    expected = torch.zeros(3, 8) if fresh_fit else torch.ones(3, 8)
+    assert torch.equal(dirs.load("scan110", 3, 8), expected)

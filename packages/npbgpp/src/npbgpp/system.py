@@ -301,13 +301,14 @@ class DescriptorDirs:
     """NPBG's descriptor folders: tables are read from ``save`` when a scene's file is there
     (a resumed or continued fit), else from ``pretrained``, else start at zero; written to
     ``save``. The original deleted everything in ``save`` at start (unless it equalled
-    ``pretrained``); here only with ``empty_descriptors_save_dir=true``."""
+    ``pretrained``); here only with ``empty_descriptors_save_dir=true``, and only for a fresh
+    fit: a resumed fit or an evaluation needs the tables it would delete."""
 
     save: Path | None
     pretrained: Path | None
 
     @classmethod
-    def from_config(cls, system: DictConfig, absolute) -> DescriptorDirs:
+    def from_config(cls, system: DictConfig, absolute, fresh_fit: bool) -> DescriptorDirs:
         save = system.get("descriptors_save_dir")
         pretrained = system.get("descriptors_pretrained_dir")
         dirs = cls(absolute(save) if save else None, absolute(pretrained) if pretrained else None)
@@ -315,7 +316,8 @@ class DescriptorDirs:
             raise InputError(f"system.descriptors_pretrained_dir {dirs.pretrained} does not exist")
         if dirs.save is not None:
             dirs.save.mkdir(parents=True, exist_ok=True)
-            if system.get("empty_descriptors_save_dir") and dirs.save != dirs.pretrained:
+            empty = fresh_fit and system.get("empty_descriptors_save_dir")
+            if empty and dirs.save != dirs.pretrained:
                 for old in dirs.save.glob("*.pth"):
                     old.unlink()
         return dirs

@@ -52,7 +52,9 @@ def build_system(run: Run):
     if system_cfg.system_class == "npbgpp":
         return NPBGPlusPlus(system_cfg, objectives)
     if system_cfg.system_class == "npbg":
-        return NPBG(system_cfg, objectives, DescriptorDirs.from_config(system_cfg, run.absolute))
+        fresh_fit = not cfg.eval_only and not cfg.trainer.resume_from_checkpoint
+        dirs = DescriptorDirs.from_config(system_cfg, run.absolute, fresh_fit)
+        return NPBG(system_cfg, objectives, dirs)
     raise ConfigError(
         f"configuration: system.system_class must be npbgpp or npbg, got {system_cfg.system_class}"
     )
