@@ -10,6 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import torch
 from scipy.ndimage import map_coordinates, zoom
 from scipy.spatial.transform import Rotation
 
@@ -18,6 +19,8 @@ from sfd.data import load_scene
 from sfd.evaluation import pose_errors
 from sfd.preprocess.__main__ import main
 from sfd.preprocess.features import Features, rotate_image, unrotate_points
+from sfd.preprocess.layout import Layout
+from sfd.preprocess.matchers import SuperGlueMatcher
 from sfd.preprocess.pairs import PairRange, good_range, longest_circular_run, match_pair
 from sfd.preprocess.poses import FLIP, neus_c2w, object_poses, points_to_world
 from sfd.preprocess.rotation import circular_distance, objective, optimize
@@ -226,9 +229,9 @@ def test_user_errors_exit_2_and_write_nothing(tmp_path, capsys):
     for extra, expected in [
         (["--instances", "4"], "holds 3 instance values"),
         (["--crop_size", "40"], "does not fit a 40 px crop"),
-        (["--matcher", "superglue"], "superglue is not available"),
+        (["--matcher", "superglue"], "superpoint_v1.pth"),
         (["--steps", "3"], "step 3 needs"),
-        (["--omnidata_ckpt", "omni.ckpt"], "not implemented"),
+        (["--omnidata_ckpt", "omni.ckpt"], "omni.ckpt not found"),
     ]:
         with pytest.raises(SystemExit) as exit_info:
             run_main(main, _args(root, 3) + extra)
@@ -288,3 +291,87 @@ def test_pipeline_recovers_box_pile_poses(tmp_path, capsys):
     with pytest.raises(OutputExistsError):
         main(_args(root, 4, "--steps", "3"))
     assert main(_args(root, 4, "--steps", "3", "--iters", "2", "--overwrite")) == 0
+
+
+# --- SuperPoint + SuperGlue matcher ------------------------------------------------------------
+
+
+def identity_superglue_weights(folder: Path) -> Path:
+    """The authors' three files (random, tests.geomkit.test_superglue) with SuperGlue's graph
+    and keypoint-encoder updates zeroed, a projection of 160 x identity and the dustbin at
+    cosine 0.998: it then matches SuperPoint descriptors by sharp mutual similarity (random
+    SuperPoint descriptors are all within a few degrees of each other)."""
+    from tests.geomkit.test_superglue import write_official_weights
+
+    write_official_weights(folder)
+    path = folder / "superglue_outdoor.pth"
+    state = torch.load(path, weights_only=True)
+    for key in state:
+        if key.startswith("kenc.encoder.12.") or ".mlp.3." in key:
+            state[key] = torch.zeros_like(state[key])
+    state["final_proj.weight"] = 160.0 * torch.eye(256)[..., None]
+    state["final_proj.bias"] = torch.zeros(256)
+    state["bin_score"] = torch.tensor(0.998 * 160.0**2 / 16.0)  # scores: 160^2 cos / sqrt(256)
+    torch.save(state, path)
+    return folder
+
+
+def test_superglue_matcher_finds_a_shift_by_one_cell(tmp_path):
+    """SuperPoint keypoints come back in corner-origin pixels (integers + 0.5) with unit
+    256-d descriptors; an image shifted by 8 px (one SuperPoint cell) matches most keypoints
+    to their shifted selves."""
+    matcher = SuperGlueMatcher.load(identity_superglue_weights(tmp_path / "w"))
+    rng = np.random.default_rng(0)
+    gray = cv2.resize(rng.uniform(0, 255, (24, 30)), (240, 192), interpolation=cv2.INTER_CUBIC)
+    gray = np.clip(gray, 0, 255).astype(np.uint8)
+    a, b = matcher.extract(gray), matcher.extract(np.roll(gray, 8, axis=1))
+    assert 20 < len(a) <= 1024 and a.image_size == (192, 240) and len(a.scores) == len(a)
+    np.testing.assert_allclose(a.xy - 0.5, np.round(a.xy - 0.5))
+    np.testing.assert_allclose(np.linalg.norm(a.descriptors, axis=1), 1.0, rtol=1e-5)
+    matches0 = matcher.match(a, b)
+    valid = matches0 >= 0
+    offsets = b.xy[matches0[valid]] - a.xy[valid]
+    shifted = (np.abs(offsets - [8.0, 0.0]).max(1) < 1.0).mean()
+    print(f"{valid.sum()} of {len(a)} keypoints matched, {shifted:.0%} shifted by 8 px")
+    assert valid.sum() > 0.3 * len(a) and shifted > 0.9
+
+
+def test_superglue_cli_writes_step_1_files(tmp_path):
+    """Steps 0-1 on two boxes with --matcher superglue: the pair file holds every trial angle
+    with matched training-image points (the crop canvas reaches past the 192 px image by up
+    to 0.75 x 192 px) and a relative rotation or None (the original's format)."""
+    root = tmp_path / "box"
+    write_box_pile(root, 2, 256, 350.0)
+    weights = identity_superglue_weights(tmp_path / "w")
+    args = _args(root, 2, "--steps", "0,1", "--rotate_delta_angle", "180", "--matcher",
+                 "superglue", "--superglue_weights", str(weights))  # fmt: skip
+    assert main(args) == 0
+    counts = []
+    with np.load(Layout(root, 192).pair_matches(0, 1), allow_pickle=True) as data:
+        assert sorted(data.files, key=int) == ["0", "180"]
+        for angle in data.files:
+            entry = data[angle].item()
+            x0, x1, R = entry["mkpts0back"], entry["mkpts1back"], entry["R"]
+            assert x0.shape == x1.shape and x0.shape[1:] == (2,)
+            assert (np.abs(np.r_[x0, x1] - 96) <= 96 + 144).all()
+            assert R is None or R.shape == (3, 3)
+            counts.append(len(x0))
+    print("matches per angle", counts)
+    assert sum(counts) > 0
+
+
+def test_superglue_weight_errors_exit_2_before_writing(tmp_path, capsys):
+    root = tmp_path / "box"
+    write_box_pile(root, 3, 256, 350.0)
+    weights = identity_superglue_weights(tmp_path / "w")
+    (weights / "superglue_outdoor.pth").unlink()
+    for extra, expected in [
+        (["--matcher", "superglue", "--superglue_weights", str(weights)],
+         f"{weights / 'superglue_outdoor.pth'} not found"),
+        (["--superglue_weights", str(weights)], "only used with --matcher superglue"),
+    ]:  # fmt: skip
+        with pytest.raises(SystemExit) as exit_info:
+            run_main(main, _args(root, 3) + extra)
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 2 and expected in err and err.count("\n") == 1
+    assert sorted(p.name for p in root.iterdir()) == ["raw"]

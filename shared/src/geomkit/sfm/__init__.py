@@ -1,5 +1,7 @@
 """Structure from motion on pycolmap (CPU): SIFT features and matches, triangulation with known
-cameras, plain incremental SfM for unknown ones, CPU densification and depth-map fusion.
+cameras, plain incremental SfM for unknown ones, CPU densification and depth-map fusion; and
+SuperPoint + SuperGlue (:mod:`geomkit.sfm.superpoint`, :mod:`geomkit.sfm.superglue`, torch,
+imported from there) for users who bring Magic Leap's weights.
 
 Everything takes and returns :class:`geomkit.cameras.Cameras`; pycolmap stays inside.
 """

@@ -3,6 +3,8 @@
 
 Steps: 0 mask and crop, 1 pairwise matching under trial rotations, 2 pair filtering, 3 global
 in-plane rotations, 4 final matching, 5 SfM, 6 point cloud, 7 poses, 8 monocular normals.
+Steps 1 and 4 match with upright SIFT, or with ``--matcher superglue --superglue_weights DIR``
+the original's SuperPoint + SuperGlue (DIR holds superpoint_v1.pth and superglue_outdoor.pth).
 Existing outputs of the requested steps are refused unless --overwrite is given.
 """
 
@@ -17,6 +19,7 @@ import cv2
 from geomkit.errors import ArgumentParser, ConfigError, run_main
 from sfd.preprocess import crop, final_match, normals, pairs, poses, rotation, sfm
 from sfd.preprocess.layout import Layout, refuse_existing, require_inputs
+from sfd.preprocess.matchers import Matcher, SuperGlueMatcher
 
 ALL_STEPS = tuple(range(9))
 
@@ -32,7 +35,11 @@ def parser() -> ArgumentParser:
     p.add_argument("--iters", type=int, default=100, help="random restarts of step 3")
     p.add_argument("--steps", default=",".join(map(str, ALL_STEPS)), help="e.g. 0,1,2 or 5")
     p.add_argument("--matcher", choices=("sift", "superglue"), default="sift")
-    p.add_argument("--superglue_weights", default=None, help="folder of SuperPoint/Glue weights")
+    p.add_argument(
+        "--superglue_weights",
+        default=None,
+        help="folder with superpoint_v1.pth and superglue_outdoor.pth (--matcher superglue)",
+    )
     p.add_argument("--omnidata_ckpt", default=None, help="omnidata_dpt_normal_v2.ckpt (step 8)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     return p
@@ -57,13 +64,16 @@ def check_args(args) -> None:
             raise ConfigError(f"--{name} must be positive, got {getattr(args, name)}")
     if not 1 <= args.rotate_delta_angle <= 180:
         raise ConfigError(f"--rotate_delta_angle {args.rotate_delta_angle}: give 1..180 degrees")
-    if args.matcher == "superglue":
-        raise ConfigError(
-            "--matcher superglue is not available yet (SuperPoint/SuperGlue are not ported); "
-            "use --matcher sift (the default)"
-        )
-    if args.superglue_weights is not None:
-        raise ConfigError("--superglue_weights needs --matcher superglue, which is not available")
+    if args.superglue_weights is not None and args.matcher != "superglue":
+        raise ConfigError("--superglue_weights is only used with --matcher superglue; add it")
+
+
+def load_matcher(args, steps: list[int]) -> Matcher | None:
+    """The SuperGlue matcher when steps 1 or 4 need it (None: SIFT); loaded before any step
+    writes, so a missing weight file stops the run with nothing written."""
+    if args.matcher != "superglue" or not {1, 4} & set(steps):
+        return None
+    return SuperGlueMatcher.load(args.superglue_weights)
 
 
 def step_inputs(layout: Layout, step: int, n: int) -> list[Path]:
@@ -91,18 +101,19 @@ def raw_size(layout: Layout) -> int:
     return int(header.shape[0])
 
 
-def run_step(step: int, layout: Layout, args) -> None:
+def run_step(step: int, layout: Layout, args, matcher: Matcher | None) -> None:
     n = args.instances
     if step == 0:
         crop.run(layout, n, args.train_res)
     elif step == 1:
-        pairs.run_matching(layout, n, args.train_res, args.rotate_delta_angle, raw_size(layout))
+        delta = args.rotate_delta_angle
+        pairs.run_matching(layout, n, args.train_res, delta, raw_size(layout), matcher)
     elif step == 2:
         pairs.run_filtering(layout, n)
     elif step == 3:
         rotation.run(layout, n, args.iters)
     elif step == 4:
-        final_match.run(layout, n, args.train_res, raw_size(layout))
+        final_match.run(layout, n, args.train_res, raw_size(layout), matcher)
     elif step == 5:
         sfm.run(layout, n, args.train_res)
     elif step == 6:
@@ -110,7 +121,7 @@ def run_step(step: int, layout: Layout, args) -> None:
     elif step == 7:
         poses.run_poses(layout, n, args.object)
     else:
-        normals.run(args.omnidata_ckpt)
+        normals.run(layout, args.omnidata_ckpt)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -121,12 +132,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         normals.check(args.omnidata_ckpt)
     layout = Layout(Path(args.data_root) / args.object, args.crop_size)
     require_inputs(step_inputs(layout, steps[0], args.instances), steps[0])
-    outputs = [p for s in steps if s != 8 for p in layout.outputs(s, args.instances)]
+    writes = [s for s in steps if s != 8 or args.omnidata_ckpt is not None]
+    outputs = [p for s in writes for p in layout.outputs(s, args.instances)]
     refuse_existing(outputs, args.overwrite)
+    matcher = load_matcher(args, steps)
     for step in steps:
         require_inputs(step_inputs(layout, step, args.instances), step)
         started = time.perf_counter()
-        run_step(step, layout, args)
+        run_step(step, layout, args, matcher)
         print(f"step {step} took {time.perf_counter() - started:.1f} s")
     return 0
 

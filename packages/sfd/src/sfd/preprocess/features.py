@@ -1,5 +1,5 @@
-"""Upright SIFT (pycolmap, CPU) on rotated crops, descriptor matching, and the maps from crop
-pixels back to the full image.
+"""Features of rotated crops (upright SIFT through pycolmap, CPU; SuperPoint in matchers.py),
+SIFT descriptor matching, and the maps from crop pixels back to the full image.
 
 SIFT is made upright (no orientation assignment) on purpose: like SuperPoint/SuperGlue, the
 matcher then only works when two crops show their objects at about the same in-plane angle,
@@ -21,11 +21,15 @@ class Features:
     """Keypoints and descriptors of one image.
 
     xy: (K, 2) float64 pixel positions (x right, y down, corner origin).
-    descriptors: (K, 128) float32, unit length.
+    descriptors: (K, D) float32, unit length (D = 128 for SIFT, 256 for SuperPoint).
+    scores: (K,) float32 detector confidences, where the matcher uses them (SuperGlue).
+    image_size: (height, width) of the image, where the matcher uses it (SuperGlue).
     """
 
     xy: np.ndarray
     descriptors: np.ndarray
+    scores: np.ndarray | None = None
+    image_size: tuple[int, int] | None = None
 
     def __len__(self) -> int:
         return len(self.xy)

@@ -36,6 +36,10 @@ class Layout:
     def train(self) -> Path:
         return self.root / "train"
 
+    def train_file(self, name: str) -> Path:
+        """``train/000_<name>.png``: the training image (``rgb``) and its companions."""
+        return self.train / f"000_{name}.png"
+
     @property
     def raw_rgb(self) -> Path:
         return self.raw / "000_rgb.png"
@@ -125,11 +129,11 @@ class Layout:
         return self.root / f"transforms_{split}.json"
 
     def outputs(self, step: int, n: int) -> list[Path]:
-        """The files step ``step`` (0-7) writes for ``n`` instances (checked before anything
-        runs; step 8 writes nothing in this version)."""
+        """The files step ``step`` (0-8) writes for ``n`` instances (checked before anything
+        runs; step 8 writes its file only when given an Omnidata checkpoint)."""
         pairs = [(i, j) for i in range(n) for j in range(i + 1, n)]
         files = {
-            0: [self.train / f"000_{x}.png" for x in ("rgb", "instance_seg", "mask")]
+            0: [self.train_file(x) for x in ("rgb", "instance_seg", "mask")]
             + [self.centers]
             + [f(i) for i in range(n) for f in (self.masked, self.mask, self.resized)]
             + [f(i) for i in range(n) for f in (self.cropped, self.cropped_mask)],
@@ -146,6 +150,7 @@ class Layout:
             6: [self.points_world, self.non_empty],
             7: [self.object_pose, self.scale_matrix]
             + [self.transforms(s) for s in ("train", "test")],
+            8: [self.train_file("normal_pretrain")],
         }
         return files[step]
 

@@ -1,7 +1,8 @@
 """Steps 1 and 2: match every instance pair under trial in-plane rotations, then keep, per
 pair, the longest run of rotations that match well.
 
-Step 1 rotates crop j by 0, delta, ... < 360 degrees against crop i unrotated, matches them,
+Step 1 rotates crop j by 0, delta, ... < 360 degrees against crop i unrotated, matches them
+(upright SIFT, or SuperPoint + SuperGlue: see matchers.py),
 maps the matches back to training-image pixels and fits an essential matrix (placeholder
 intrinsics, only to tell a geometric fit from none). Features are extracted once per rotated
 crop and shared by all pairs. Step 2 calls a rotation good when it has a relative pose and at
@@ -24,13 +25,13 @@ from sfd.preprocess.crop import read_centres, read_gray
 from sfd.preprocess.features import (
     Features,
     SiftSettings,
-    UprightSift,
     crop_to_train,
     match,
     rotate_image,
     unrotate_points,
 )
 from sfd.preprocess.layout import Layout
+from sfd.preprocess.matchers import Matcher, SiftMatcher
 
 MIN_MATCHES = 8
 MEDIAN_FACTOR = 1.2
@@ -68,13 +69,13 @@ class CropFeatures:
     """Features of each instance's crop, computed lazily per (instance, angle) and kept."""
 
     layout: Layout
-    sift: UprightSift
+    matcher: Matcher
     cache: dict
 
     def __call__(self, i: int, angle: int) -> Features:
         if (i, angle) not in self.cache:
             gray = read_gray(self.layout.cropped(i))
-            self.cache[(i, angle)] = self.sift(rotate_image(gray, angle))
+            self.cache[(i, angle)] = self.matcher.extract(rotate_image(gray, angle))
         return self.cache[(i, angle)]
 
 
@@ -86,13 +87,14 @@ def match_pair(
     to_train: Callable[[int, np.ndarray], np.ndarray],
     train_res: int,
     crop_size: int,
+    match_fn: Callable[[Features, Features], np.ndarray] = match,
 ) -> dict[str, dict]:
     """Per trial angle of crop j: {"mkpts0back", "mkpts1back" (M, 2) training px, "R"}."""
     base = features(i, 0)
     out = {}
     for angle in rotations(delta):
         turned = features(j, angle)
-        matches0 = match(base, turned)
+        matches0 = match_fn(base, turned)
         valid = matches0 >= 0
         x0 = to_train(i, base.xy[valid])
         x1 = to_train(j, unrotate_points(turned.xy[matches0[valid]], crop_size, angle))
@@ -104,19 +106,32 @@ def match_pair(
     return out
 
 
-def run_matching(layout: Layout, n: int, train_res: int, delta: int, raw_size: int) -> None:
-    """Step 1: write ``pairwise_match/{i}_rgb_{j}_rgb_matches.npz`` for every pair i < j."""
+def run_matching(
+    layout: Layout,
+    n: int,
+    train_res: int,
+    delta: int,
+    raw_size: int,
+    matcher: Matcher | None = None,
+) -> None:
+    """Step 1: write ``pairwise_match/{i}_rgb_{j}_rgb_matches.npz`` for every pair i < j.
+
+    ``matcher`` None: upright SIFT.
+    """
     centres = read_centres(layout, n)
     scale = train_res / raw_size
-    # Trial rotations only need match counts: the 4x faster octave setting is enough.
-    features = CropFeatures(layout, UprightSift(SiftSettings(first_octave=0)), {})
+    # Trial rotations only need match counts: SIFT's 4x faster octave setting is enough.
+    matcher = matcher or SiftMatcher.create(SiftSettings(first_octave=0))
+    features = CropFeatures(layout, matcher, {})
 
     def to_train(k: int, xy: np.ndarray) -> np.ndarray:
         return crop_to_train(xy, centres[k], layout.crop_size, scale)
 
     layout.pair_matches(0, 1).parent.mkdir(parents=True, exist_ok=True)
     for i, j in tqdm(all_pairs(n), desc="step 1: pairs x rotations", leave=False):
-        result = match_pair(features, i, j, delta, to_train, train_res, layout.crop_size)
+        result = match_pair(
+            features, i, j, delta, to_train, train_res, layout.crop_size, matcher.match
+        )
         with atomic_write(layout.pair_matches(i, j)) as handle:
             np.savez(handle, **result)
     print(f"step 1: matched {len(all_pairs(n))} pairs at {len(rotations(delta))} rotations each")
