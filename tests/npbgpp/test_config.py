@@ -85,11 +85,11 @@ def test_every_config_group_option_composes(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     datasets = sorted(p.stem for p in (CONFIG_DIR / "datasets").glob("*.yaml"))
     systems = sorted(p.stem for p in (CONFIG_DIR / "system").glob("*.yaml"))
-    assert len(datasets) == 9 and len(systems) == 5
+    assert len(datasets) == 10 and len(systems) == 5
     pairs = [(d, "npbgpp_sphere") for d in datasets] + [("dtu_one_scene", s) for s in systems]
     for dataset, system in pairs:
         cfg = load_config([f"datasets={dataset}", f"system={system}"]).cfg
-        assert cfg.datasets.type in {"dtu", "h3ds", "blender", "colmap", "scannet"}
+        assert cfg.datasets.type in {"dtu", "h3ds", "blender", "colmap", "scannet", "ngp"}
         assert cfg.system.descriptor_dim in (3, 8)
 
 

@@ -17,6 +17,7 @@ from npbgpp.datasets.blender import BlenderScene, build_blender_scene
 from npbgpp.datasets.colmap import ColmapScene, build_colmap_scene
 from npbgpp.datasets.dtu import DTUScene, build_dtu_scene
 from npbgpp.datasets.h3ds import H3DSScene, build_h3ds_scene
+from npbgpp.datasets.ngp import NgpScene, build_ngp_scene
 from npbgpp.datasets.scannet import ScanNetScene, build_scannet_scene
 from npbgpp.datasets.splits import SPLITS, resolve_indices, scene_splits
 from npbgpp.datasets.view_wrapper import ViewSceneWrapper, collate_items
@@ -27,6 +28,7 @@ BUILDERS = {
     "blender": build_blender_scene,
     "colmap": build_colmap_scene,
     "scannet": build_scannet_scene,
+    "ngp": build_ngp_scene,
 }
 
 
@@ -56,6 +58,7 @@ __all__ = [
     "ColmapScene",
     "DTUScene",
     "H3DSScene",
+    "NgpScene",
     "ScanNetScene",
     "Scene",
     "ViewSceneWrapper",

@@ -178,7 +178,12 @@ class Scene:
 def load_rgb(path: Path, size: tuple[int, int]) -> torch.Tensor:
     """(3, H, W) float32 in [0, 1] of an image file, resized (bilinear, as the original's
     PIL resize) when it is not ``size`` = (H, W)."""
-    return _to_chw(_resized(read_image(path), size))
+    return rgb_tensor(read_image(path), size)
+
+
+def rgb_tensor(pixels: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
+    """(3, H, W) float32 of (h, w, 3) float pixels, resized as :func:`load_rgb` does."""
+    return _to_chw(_resized(pixels, size))
 
 
 def load_rgba(path: Path, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
