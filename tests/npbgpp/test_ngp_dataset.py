@@ -7,7 +7,6 @@ the train_net CLI; and (slow) the real fox photos when /work/shared/data/nerf_fo
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import cv2
@@ -15,9 +14,9 @@ import numpy as np
 import pytest
 import torch
 
-from geomkit.errors import InputError, run_main
+from geomkit.errors import InputError
 from npbgpp.datasets import NgpScene, build_scene
-from npbgpp.train_net import main
+from tests.npbgpp.test_train_net import fails
 
 W, H = 32, 48
 FX, FY, CX, CY = 40.0, 42.0, 16.5, 23.5
@@ -124,7 +123,7 @@ def test_image_of_another_size_is_an_error(tmp_path):
         scene.image(1)
 
 
-def fails(tmp_path: Path, scene: Path, capsys) -> str:
+def cli_fails(tmp_path: Path, scene: Path, capsys) -> str:
     """The train_net CLI on ``scene`` exits 2 with one stderr line (returned)."""
     args = [
         "datasets=ngp_one_scene",
@@ -136,25 +135,17 @@ def fails(tmp_path: Path, scene: Path, capsys) -> str:
         "lpips=none",
         f"hydra.run.dir={tmp_path / 'run'}",
     ]
-    before = os.getcwd()
-    capsys.readouterr()
-    try:
-        with pytest.raises(SystemExit) as exit_:
-            run_main(main, args)
-    finally:
-        os.chdir(before)
-    lines = capsys.readouterr().err.strip().splitlines()
-    assert exit_.value.code == 2 and len(lines) == 1 and lines[0].startswith("error: "), lines
+    line = fails(tmp_path, args, capsys)
     assert not (tmp_path / "run").exists()
-    return lines[0]
+    return line
 
 
 def test_no_frames_is_one_line(tmp_path, capsys):
-    assert "no 'frames'" in fails(tmp_path, write_scene(tmp_path / "s", frames=[]), capsys)
+    assert "no 'frames'" in cli_fails(tmp_path, write_scene(tmp_path / "s", frames=[]), capsys)
 
 
 def test_non_numeric_focal_is_one_line(tmp_path, capsys):
-    line = fails(tmp_path, write_scene(tmp_path / "s", fl_x="1375.52 px"), capsys)
+    line = cli_fails(tmp_path, write_scene(tmp_path / "s", fl_x="1375.52 px"), capsys)
     assert "fl_x" in line and "transforms.json" in line
 
 
@@ -162,7 +153,7 @@ def test_unreadable_image_is_one_line(tmp_path, capsys):
     scene = write_scene(tmp_path / "s")
     write_png(scene / "images" / f"{MISSING:04d}.png", np.zeros((H, W)))  # no warning line
     (scene / "images" / "0000.png").write_bytes(b"not a png")
-    assert "0000.png" in fails(tmp_path, scene, capsys)
+    assert "0000.png" in cli_fails(tmp_path, scene, capsys)
 
 
 @pytest.mark.slow
