@@ -389,6 +389,23 @@ def assert_same_run(a: Path, b: Path) -> None:
         assert torch.equal(first, second), name
 
 
+def test_npbg_resumes_exactly_after_a_kill_between_its_tables_and_its_checkpoint(work):
+    """NPBG writes its tables at the end of an epoch, before that epoch's checkpoint: a kill in
+    between leaves epoch 1's tables beside epoch 0's checkpoint. The resume reads epoch 0's
+    snapshot (descriptors/resume/) and ends as the uninterrupted run."""
+    whole, killed = "experiments/whole_npbg_window", "experiments/killed_npbg_window"
+    assert cli(work, fit_args("npbg", whole, 3)) == 0
+    assert cli(work, fit_args("npbg", killed, 2)) == 0
+    folder = work / killed / "checkpoints"
+    (folder / "epoch1.ckpt").unlink()  # what the kill left: epoch 1's tables, epoch 0's ckpt
+    shutil.copyfile(folder / "epoch0.ckpt", folder / "last.ckpt")
+    resume = "trainer.resume_from_checkpoint=checkpoints/last.ckpt"
+    assert cli(work, fit_args("npbg", killed, 3, resume)) == 0
+    assert_same_run(work / whole, work / killed)
+    snapshots = sorted(p.name for p in (work / killed / "descriptors" / "resume").iterdir())
+    assert snapshots == ["scan118.epoch1.pth", "scan118.epoch2.pth"]
+
+
 @pytest.mark.parametrize("system", ["npbgpp_sphere", "npbg"])
 def test_resumed_fit_equals_the_uninterrupted_one(system, work):
     whole, parts = f"experiments/whole_{system}", f"experiments/parts_{system}"

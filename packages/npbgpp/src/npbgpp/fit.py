@@ -108,6 +108,8 @@ class Fit:
                 "resume with the configuration the run was started with"
             ) from None
         self.epoch = int(checkpoint["epoch"]) + 1
+        if dirs is not None:
+            dirs.resume_epoch = int(checkpoint["epoch"])
         self.global_step = int(checkpoint["global_step"])
         log.info("resumed from %s: epoch %d, step %d", path, self.epoch, self.global_step)
 
@@ -166,7 +168,7 @@ class Fit:
             bar.set_postfix(loss=f"{losses['loss']:.4g}")
             if self.trainer.max_steps is not None and self.global_step >= self.trainer.max_steps:
                 break
-        system.end_epoch([train[i] for i in mine], self.folder)
+        system.end_epoch([train[i] for i in mine], self.folder, epoch)
         log.info("epoch %d: %d steps in %.1f s", epoch, len(batches), time.perf_counter() - start)
 
     def step(self, items: list) -> dict[str, float]:

@@ -20,6 +20,7 @@ Cameras are geomkit Cameras; NPBG++'s NDC intrinsics come from ``models.projecti
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,6 +46,8 @@ from npbgpp.models.view_processing import (
     sample_point_features,
     unalign_rendered,
 )
+
+log = logging.getLogger("npbgpp")
 
 
 @dataclass
@@ -146,8 +149,8 @@ class NPBGPlusPlus(PointRenderer):
     def start_epoch(self, scenes) -> None:
         del scenes
 
-    def end_epoch(self, scenes, folder) -> None:
-        del scenes, folder
+    def end_epoch(self, scenes, folder, epoch: int) -> None:
+        del scenes, folder, epoch
 
     def training_losses(self, scene, item: dict) -> dict[str, torch.Tensor]:
         """The loss of one training item: a target crop and its source views."""
@@ -249,18 +252,20 @@ class NPBG(PointRenderer):
         """Load the epoch's scenes' tables and reset their optimizer state (the original resets
         the descriptor optimizer's state every epoch)."""
         self.tables = {scene.name: self._load_table(scene) for scene in scenes}
+        self.dirs.resume_epoch = None  # the snapshot served the resumed epoch's start
         group = self._rmsprop.param_groups[0]
         for parameter in group["params"]:
             self._rmsprop.state.pop(parameter, None)
         group["params"] = list(self.tables.values())
 
-    def end_epoch(self, scenes, folder) -> None:
-        """Save each scene's table to ``descriptors_save_dir/<scene>.pth``."""
+    def end_epoch(self, scenes, folder, epoch: int) -> None:
+        """Save each scene's table to ``descriptors_save_dir/<scene>.pth`` and the epoch's
+        snapshot for an exact resume (:meth:`DescriptorDirs.save_table`)."""
         del folder
         if self.dirs.save is None:
             return
         for scene in scenes:
-            save_tensor(self.dirs.save / f"{scene.name}.pth", self.tables[scene.name].detach())
+            self.dirs.save_table(scene.name, self.tables[scene.name].detach(), epoch)
 
     def training_losses(self, scene, item: dict) -> dict[str, torch.Tensor]:
         rendered = self.render_view(scene, item["camera"], clamp=False, raster_rgb=False)
@@ -306,6 +311,7 @@ class DescriptorDirs:
 
     save: Path | None
     pretrained: Path | None
+    resume_epoch: int | None = None  # set by a resume: read the tables as they were then
 
     @classmethod
     def from_config(cls, system: DictConfig, absolute, fresh_fit: bool) -> DescriptorDirs:
@@ -322,7 +328,27 @@ class DescriptorDirs:
                     old.unlink()
         return dirs
 
+    def snapshot(self, scene: str, epoch: int) -> Path:
+        """``save/resume/<scene>.epoch<N>.pth``: the table as the checkpoint of epoch N saw it."""
+        return self.save / "resume" / f"{scene}.epoch{epoch}.pth"
+
+    def save_table(self, scene: str, table: torch.Tensor, epoch: int) -> None:
+        """Write ``<scene>.pth`` (the original's file) and epoch ``epoch``'s snapshot; drop the
+        snapshot of epoch - 2. The tables are written before the epoch's checkpoint, so a kill
+        in between resumes from the checkpoint of epoch - 1 and reads that epoch's snapshot;
+        by the time epoch - 2's goes, epoch - 1's checkpoint exists (every rank has passed
+        the first step of this epoch, which waits for rank 0 to have saved it)."""
+        self.snapshot(scene, epoch).parent.mkdir(exist_ok=True)
+        save_tensor(self.snapshot(scene, epoch), table)
+        save_tensor(self.save / f"{scene}.pth", table)
+        self.snapshot(scene, epoch - 2).unlink(missing_ok=True)
+
     def load(self, scene: str, n_points: int, dim: int) -> torch.Tensor:
+        if self.save is not None and self.resume_epoch is not None:
+            snapshot = self.snapshot(scene, self.resume_epoch)
+            if snapshot.is_file():
+                return read_table(snapshot, n_points, dim)
+            log.warning("no %s: resuming %s from its latest table", snapshot, scene)
         for folder in (self.save, self.pretrained):
             if folder is not None and (folder / f"{scene}.pth").is_file():
                 return read_table(folder / f"{scene}.pth", n_points, dim)
