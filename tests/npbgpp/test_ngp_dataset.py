@@ -1,7 +1,7 @@
 """instant-ngp ``transforms.json`` scenes (npbgpp.datasets.ngp): a generated scene in the fox's
 layout (32 x 48 images, one frame with k1 != 0, one image missing) read with the right
 cameras, undistorted pixels and splits; bad files are one error line and exit status 2 through
-the train_net CLI; and (slow) the real fox photos when /work/shared/data/nerf_fox is present.
+the train_net CLI; and (slow) the real fox photos when ../shared/data/nerf_fox is present.
 """
 
 from __future__ import annotations
