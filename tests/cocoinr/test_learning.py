@@ -25,13 +25,19 @@ from ..helpers import assert_margins, learning_seed
 pytestmark = pytest.mark.learning
 # 60 iterations at VolSDF's learning rate 5e-4, seeds 0-4, default and AVX2 alike: 17.07-19.48 dB,
 # Chamfer-L1 / radius 0.137-0.184. At small.conf's 1e-3 a run this short is seed-fragile: seed 1
-# loses its surface in the first epoch (empty mesh); the 600-iteration runs below use 1e-3.
+# loses its surface in the first epoch (empty mesh); the 1500-iteration runs below use 1e-3.
 FAST_ITERATIONS, FAST_PSNR, FAST_CHAMFER, FAST_LR = 60, 16.5, 0.22, "5e-4"
-# seed 0 (600 iterations): 8 views CoCo 21.1 dB / 4.1%, VolSDF 20.8 dB / 4.4%; 3 views CoCo
-# 19.8 dB / 5.2%, VolSDF 19.0 dB / 19.0% (Chamfer-L1 / bounding radius). Issue #10's target of
-# 2% is not reached at this budget; other seeds and the AVX2 setting are not measured yet.
-SLOW_ITERATIONS = 600
-SLOW_PSNR, SLOW_CHAMFER = {8: 20.0, 3: 18.0}, {8: 0.06, 3: 0.08}
+# 1500 iterations, mesh at 128^3; held-out PSNR / Chamfer-L1 as a share of the bounding radius:
+#   8 views: CoCo-INR 23.99 dB / 1.53% (seed 0), 23.35 dB / 2.00% (seed 1, 1 thread),
+#            23.79 dB / 1.45% (AVX2, seed 0, 1 thread); VolSDF 24.02 dB / 5.85% (seed 0): its
+#            mesh grows below the snowman, which no camera of the upper hemisphere sees;
+#   3 views: CoCo-INR 21.41 dB / 3.23%, VolSDF 18.38 dB / 21.1% (seed 0).
+# Issue #10's 2% is met at 8 views, with no margin on seed 1 (the bound below allows 2.2%); not
+# at 3 views. 96 px images do not help 3 views: CoCo-INR 20.52 dB / 4.52%, VolSDF 14.47 dB /
+# 60.8%. One fit takes 12-20 minutes on 2 cores (VolSDF / CoCo-INR), 30 on one.
+SLOW_ITERATIONS = 1500
+SLOW_PSNR, SLOW_CHAMFER = {8: 23.0, 3: 20.5}, {8: 0.022, 3: 0.04}
+VOLSDF_CHAMFER_8 = 0.08
 VIEWS = {8: [0, 2, 4, 6, 8, 10, 12, 14], 3: [0, 5, 10]}
 
 
@@ -53,7 +59,7 @@ def bounding_radius(mesh_path: Path) -> float:
 
 
 def fit(root: Path, out: Path, views: int, attention: bool, iterations: int,
-        pixels: int = 256, resolution: int = 96, extra: tuple[str, ...] = ()) -> dict:  # fmt: skip
+        pixels: int = 256, resolution: int = 128, extra: tuple[str, ...] = ()) -> dict:  # fmt: skip
     """Train, evaluate; returns held-out PSNR and Chamfer-L1 / bounding radius."""
     sets = [f"dataset.data_dir={root}", "dataset.img_res=[48,48]",
             f"dataset.train_views={VIEWS[views]}".replace(" ", ""),
@@ -92,18 +98,20 @@ def test_a_short_fit_learns_the_scene(scene_root, tmp_path):
 @pytest.mark.parametrize("views", [8, 3])
 def test_coco_inr_and_volsdf_side_by_side(scene_root, tmp_path, views):
     """The acceptance run: CoCo-INR and plain VolSDF, same scene, views and budget."""
-    results = {
-        attention: fit(scene_root, tmp_path / str(attention), views, attention, SLOW_ITERATIONS)
+    coco, volsdf = (
+        fit(scene_root, tmp_path / str(attention), views, attention, SLOW_ITERATIONS)
         for attention in (True, False)
+    )
+    bound = SLOW_CHAMFER[views]
+    checks = {
+        "CoCo-INR held-out PSNR": (coco["psnr"], SLOW_PSNR[views]),
+        f"CoCo-INR {bound} - Chamfer-L1 / radius": (bound - coco["chamfer"], 0.0),
     }
-    checks = {}
-    for attention, result in results.items():
-        name = "CoCo-INR" if attention else "VolSDF"
-        checks[f"{name} held-out PSNR"] = (result["psnr"], SLOW_PSNR[views])
-        if attention or views == 8:
-            bound = SLOW_CHAMFER[views]
-            checks[f"{name} {bound} - Chamfer-L1 / radius"] = (bound - result["chamfer"], 0.0)
-    if views == 3:  # the codebook's prior: CoCo-INR keeps the geometry with few views
-        gain = results[False]["chamfer"] - results[True]["chamfer"]
+    if views == 8:
+        checks["VolSDF held-out PSNR"] = (volsdf["psnr"], SLOW_PSNR[8])
+        bound = VOLSDF_CHAMFER_8
+        checks[f"VolSDF {bound} - Chamfer-L1 / radius"] = (bound - volsdf["chamfer"], 0.0)
+    else:  # the codebook's prior: CoCo-INR keeps the geometry with few views
+        gain = volsdf["chamfer"] - coco["chamfer"]
         checks["VolSDF - CoCo-INR Chamfer-L1 / radius"] = (gain, 0.05)
     assert_margins(f"cocoinr.slow.{views}", checks)
