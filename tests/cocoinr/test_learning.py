@@ -32,9 +32,10 @@ FAST_ITERATIONS, FAST_PSNR, FAST_CHAMFER, FAST_LR = 60, 16.5, 0.22, "5e-4"
 #            23.79 dB / 1.45% (AVX2, seed 0, 1 thread); VolSDF 24.02 dB / 5.85% (seed 0): its
 #            mesh grows below the snowman, which no camera of the upper hemisphere sees;
 #   3 views: CoCo-INR 21.41 dB / 3.23%, VolSDF 18.38 dB / 21.1% (seed 0).
-# Issue #10's 2% is met at 8 views, with no margin on seed 1 (the bound below allows 2.2%); not
-# at 3 views. 96 px images do not help 3 views: CoCo-INR 20.52 dB / 4.52%, VolSDF 14.47 dB /
-# 60.8%. One fit takes 12-20 minutes on 2 cores (VolSDF / CoCo-INR), 30 on one.
+# Issue #10's 2% is met at 8 views, with no margin on seed 1 (the bound below allows 2.2%; 2000
+# iterations give no more: 1.96% / 1.52% for seeds 0 / 1); not at 3 views. 96 px images do
+# not help 3 views: CoCo-INR 20.52 dB / 4.52%, VolSDF 14.47 dB / 60.8%. One fit takes 12-20
+# minutes on 2 cores (VolSDF / CoCo-INR), 30 on one.
 SLOW_ITERATIONS = 1500
 SLOW_PSNR, SLOW_CHAMFER = {8: 23.0, 3: 20.5}, {8: 0.022, 3: 0.04}
 VOLSDF_CHAMFER_8 = 0.08
