@@ -41,10 +41,12 @@ def interleaved_medians(
     fns: dict[str, Callable[[], object]], repeats: int = 3, warmup: int = 1
 ) -> dict[str, float]:
     """Median wall time of each ``fns[name]()``, the candidates run in turn within every
-    repeat, so that a drift of the machine (clock, memory) during the run hits them alike."""
+    repeat, so that a drift of the machine (clock, memory) during the run hits them alike;
+    the order flips from one repeat to the next, so that neither always runs first."""
     times: dict[str, list[float]] = {name: [] for name in fns}
     for index in range(warmup + repeats):
-        for name, fn in fns.items():
+        order = list(fns.items())
+        for name, fn in order[::-1] if index % 2 else order:
             start = time.perf_counter()
             fn()
             _sync()
