@@ -196,7 +196,8 @@ def run(device: str, quick: bool) -> Table:
     model = build(device)
     title = f"CoCo-INR, codebook attention once vs per network call, {device}"
     table = Table(title, COLUMNS[0], COLUMNS, unit="s")
-    train_times, train_counts = bench_training(model, device, n_rays, 1 if quick else 4)
+    train_repeats = 1 if quick else 4
+    train_times, train_counts = bench_training(model, device, n_rays, train_repeats)
     eval_times, eval_counts, latents_s, view_chunks = bench_evaluation(
         model, device, n_chunks, quick
     )
@@ -204,9 +205,9 @@ def run(device: str, quick: bool) -> Table:
         f"dtu.conf model, random weights, random {CODEBOOK[0]}x{CODEBOOK[1]} codebook; rays from "
         f'cameras at distance {CAMERA_DISTANCE} towards the centre. "per call" recomputes each '
         "network's codebook attention on every call, as the original does. Training: "
-        f"train_step on {n_rays} rays, median of 4; codebook-attention runs per step: ours "
-        f"{train_counts['ours']}, per call {train_counts['per call']}. Evaluation: eval mode, "
-        f"no_grad, chunks of 1024 rays; extrapolated from {n_chunks} chunks to the "
+        f"train_step on {n_rays} rays, median of {train_repeats}; codebook-attention runs per "
+        f"step: ours {train_counts['ours']}, per call {train_counts['per call']}. Evaluation: "
+        f"eval mode, no_grad, chunks of 1024 rays; extrapolated from {n_chunks} chunks to the "
         f"{view_chunks} chunks of a {IMAGE[1]}x{IMAGE[0]} view (ours adds its one latents "
         f"computation, {latents_s:.2f} s); codebook-attention runs per chunk: ours "
         f"{eval_counts['ours']}, per call {eval_counts['per call']}. The saving is small by "
