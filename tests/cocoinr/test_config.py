@@ -101,6 +101,7 @@ OTHERS = {
 OURS = {
     "train.seed": 0,
     "train.sched_decay_rate": 0.1,  # absent in the authors' confs: the original's default
+    "train.warmup_iters": 0,
     "dataset.split_file": None,
     "dataset.train_views": None,
     "model.use_attention": True,
@@ -151,7 +152,9 @@ def test_defaults_fill_what_a_conf_lacks(tmp_path):
     path = tmp_path / "mine.conf"
     path.write_text("train { expname = mine }\nmodel { use_attention = false }\n")
     conf = load_conf(path)
-    assert conf["train"] == {"seed": 0, "sched_decay_rate": 0.1, "expname": "mine"}
+    assert conf["train"] == {
+        "seed": 0, "sched_decay_rate": 0.1, "warmup_iters": 0, "expname": "mine",
+    }  # fmt: skip
     assert conf["dataset"] == {"split_file": None, "train_views": None}
     assert conf["model"] == {"use_attention": False, "original_eikonal_bug": False}
     assert flatten(load_conf(CONF_ROOT / "defaults.conf")) == OURS

@@ -19,6 +19,7 @@ import torch
 
 from cocoinr import exp_runner, val_runner
 from cocoinr.checkpoints import checkpoint_path
+from cocoinr.training import lr_schedule
 from geomkit.checkpoint import load_checkpoint
 from geomkit.synth.generate import cached_scene
 from tests.helpers import REPO, torchrun
@@ -90,11 +91,12 @@ def test_training_writes_the_authors_layout_and_evaluation_its_outputs(scene_roo
 
 def test_resume_after_a_kill_reproduces_the_uninterrupted_run(scene_root, tmp_path):
     iterations = 18  # 6 epochs of the 3 views; checkpoints at epochs 0, 2, 4 and 6
+    warmup = "train.warmup_iters=9"  # the kill falls inside the warm-up: its state resumes too
     straight = tmp_path / "straight"
-    assert exp_runner.main(flags(scene_root, straight, iterations=iterations)) == 0
+    assert exp_runner.main(flags(scene_root, straight, warmup, iterations=iterations)) == 0
 
     killed = tmp_path / "killed"
-    args = flags(scene_root, killed, iterations=iterations)
+    args = flags(scene_root, killed, warmup, iterations=iterations)
     process = subprocess.Popen([sys.executable, "-m", "cocoinr.exp_runner", *args], cwd=REPO,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
     marker = killed / "smallt_scene" / "checkpoints" / "TrainingState" / "2.pth"
@@ -188,3 +190,20 @@ def test_an_unreadable_image_and_an_existing_run_are_refused(scene_root, tmp_pat
     before = {p: p.read_bytes() for p in exp_dir.rglob("*.pth")}
     expect_user_error(run_cli("cocoinr.exp_runner", flags(root, exps)), "--is_continue")
     assert {p: p.read_bytes() for p in exp_dir.rglob("*.pth")} == before
+
+
+@pytest.mark.parametrize("warmup", [0, 4])
+def test_lr_schedule_warms_up_then_decays_tenfold_over_the_run(warmup):
+    optimizer = torch.optim.Adam([torch.zeros(1, requires_grad=True)], lr=1e-3)
+    schedule = lr_schedule(optimizer, iterations=20, decay=0.1, warmup=warmup)
+    lrs = []
+    for _ in range(20):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        schedule.step()
+    decay = 0.1 ** (np.arange(20) / 20)
+    ramp = np.minimum(1.0, (np.arange(20) + 1) / warmup) if warmup else 1.0
+    np.testing.assert_allclose(lrs, 1e-3 * decay * ramp, rtol=1e-9)
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(1e-4)
+    if warmup == 0:  # the original's scheduler: its checkpoints load
+        assert isinstance(schedule, torch.optim.lr_scheduler.ExponentialLR)

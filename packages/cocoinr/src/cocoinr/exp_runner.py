@@ -26,6 +26,7 @@ from cocoinr.plots import plot_view
 from cocoinr.training import (
     VolSDFLoss,
     epoch_views,
+    lr_schedule,
     pixel_generator,
     rank_share,
     seed_iteration,
@@ -63,9 +64,10 @@ class Run:
         self.nepochs = max(int(args.iter / self.n_train), 1)
         lr = float(self.train_conf["learning_rate"])
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=lr)
-        decay = float(self.train_conf["sched_decay_rate"])
-        gamma = decay ** (1.0 / (self.nepochs * self.n_train))
-        self.scheduler = torch.optim.lr_scheduler.ExponentialLR(self.optimizer, gamma)
+        self.scheduler = lr_schedule(
+            self.optimizer, self.nepochs * self.n_train,
+            float(self.train_conf["sched_decay_rate"]), int(self.train_conf["warmup_iters"]),
+        )  # fmt: skip
         self.board = Board(experiment.exp_dir / "tensorboard")
         self.log = text_logger(experiment.exp_dir / "plots" if info.is_main else None, "cocoinr")
         self.start_epoch = self.resume() if args.is_continue else 0

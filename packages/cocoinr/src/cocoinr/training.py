@@ -42,6 +42,26 @@ class VolSDFLoss(nn.Module):
                 "eikonal_loss": eikonal}  # fmt: skip
 
 
+def lr_schedule(optimizer, iterations: int, decay: float, warmup: int):
+    """The original's per-iteration exponential decay (by ``decay`` over ``iterations``),
+    after a linear warm-up over the first ``warmup`` iterations when ``warmup`` > 0 (the
+    original has none: with the same ExponentialLR its scheduler checkpoints load)."""
+    gamma = decay ** (1.0 / iterations)
+    if warmup <= 0:
+        return torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, _WarmupDecay(gamma, warmup))
+
+
+class _WarmupDecay:
+    """The lr factor of iteration ``it`` (an object, not a lambda: LambdaLR saves its state)."""
+
+    def __init__(self, gamma: float, warmup: int):
+        self.gamma, self.warmup = gamma, warmup
+
+    def __call__(self, it: int) -> float:
+        return min(1.0, (it + 1) / self.warmup) * self.gamma**it
+
+
 def pixel_generator(seed: int, iteration: int) -> torch.Generator:
     """The generator of iteration ``iteration``'s pixels (the same on every rank)."""
     return torch.Generator().manual_seed(seed * _STRIDE + iteration)
