@@ -2,9 +2,11 @@
 PSNR and the world-space mesh's Chamfer-L1 to the true surface, relative to the object's
 bounding radius.
 
-The scene: a snowman rendered from 16 hemisphere views (48 px), 8 or 3 of them for training,
-the rest held out; confs/small.conf (a random codebook: the VQGAN one cannot be downloaded).
-The training seed is $GEOMKIT_TEST_SEED (tools/learning_margins.py sweeps it and the ISAs).
+The scene: a snowman rendered from 16 views (48 px), 8 or 3 of them for training, the rest held
+out; confs/small.conf (a random codebook: the VQGAN one cannot be downloaded). The short fit's
+cameras are on the upper hemisphere; the acceptance run's on the whole sphere (from 70 degrees
+above the equator to 70 below), as a few views of the upper half leave the snowman's underside
+unseen. The training seed is $GEOMKIT_TEST_SEED (tools/learning_margins.py sweeps it and the ISAs).
 """
 
 from __future__ import annotations
@@ -25,39 +27,45 @@ from ..helpers import assert_margins, learning_seed
 pytestmark = pytest.mark.learning
 # 60 iterations at VolSDF's learning rate 5e-4, seeds 0-4, default and AVX2 alike: 17.07-19.48 dB,
 # Chamfer-L1 / radius 0.137-0.184. At small.conf's 1e-3 a run this short is seed-fragile: seed 1
-# loses its surface in the first epoch (empty mesh); the 1500-iteration runs below use 1e-3.
+# loses its surface in the first epoch (empty mesh).
 FAST_ITERATIONS, FAST_PSNR, FAST_CHAMFER, FAST_LR = 60, 16.5, 0.22, "5e-4"
-# 1500 iterations, mesh at 128^3; held-out PSNR / Chamfer-L1 as a share of the bounding radius:
-#   8 views: CoCo-INR 23.99 dB / 1.53% (seed 0), 23.35 dB / 2.00% (seed 1, 1 thread),
-#            23.79 dB / 1.45% (AVX2, seed 0, 1 thread); VolSDF 24.02 dB / 5.85% (seed 0): its
-#            mesh grows below the snowman, which no camera of the upper hemisphere sees;
-#   3 views: CoCo-INR 21.41 dB / 3.23%, VolSDF 18.38 dB / 21.1% (seed 0); one thread: CoCo-INR
-#            20.75 dB / 3.82% (seed 0), most of it the lowest sphere, 4.2% too small, which
-#            the cameras (17-78 degrees up) see at grazing angles. A smaller initial beta
-#            (0.02, not 0.1) gave 2.82% / 3.76% (seeds 0 / 1: no robust gain); views 5, 10, 15
-#            (the lower ones) lost the object (61%). Cameras on the whole sphere
-#            (cached_scene(cameras="sphere"), views 2, 8, 14, one below the equator): 1.69% for
-#            seed 0, the lowest sphere now within 0.3%; seed 1 lost its surface (beta stayed
-#            at 0.09, 26%), as the short fits at this learning rate do.
-# Issue #10's 2% is met at 8 views, with no margin on seed 1 (the bound below allows 2.2%; 2000
-# iterations give no more: 1.96% / 1.52% for seeds 0 / 1); not at 3 views. 96 px images do
-# not help 3 views: CoCo-INR 20.52 dB / 4.52%, VolSDF 14.47 dB / 60.8%. One fit takes 12-20
-# minutes on 2 cores (VolSDF / CoCo-INR), 30 on one.
-SLOW_ITERATIONS = 1500
-SLOW_PSNR, SLOW_CHAMFER = {8: 23.0, 3: 20.5}, {8: 0.022, 3: 0.04}
-VOLSDF_CHAMFER_8 = 0.08
-VIEWS = {8: [0, 2, 4, 6, 8, 10, 12, 14], 3: [0, 5, 10]}
+# 1500 iterations at lr 1e-3 after a 100-iteration warm-up, mesh at 128^3, one thread; held-out
+# PSNR / Chamfer-L1 as a share of the bounding radius (seed 0, seed 1):
+#   8 views: CoCo-INR 22.00 dB / 1.42%, 22.50 / 1.45%; VolSDF 21.09 / 2.30% (seed 0);
+#   3 views (2, 8, 14: 54 and 11 degrees up, 11 down): CoCo-INR 17.97 / 2.23%, 19.90 / 1.92%;
+#            VolSDF 13.35 / 47.2% (seed 0): without the codebook's prior it loses the shape.
+# The AVX2 setting gave seed 0's numbers to the last digit (a CPU without AVX-512).
+# Without the warm-up seed 1 loses its surface in the first epoch (beta stays at 0.09, 26%; seed
+# 0: 1.69%); at lr 5e-4 without it, 1500 iterations end unconverged (beta 0.02, 4.4% / 5.1%).
+# Issue #10's 2% holds at 8 views; at 3 views not for every seed. Earlier, hemisphere cameras
+# (17-78 degrees up, lr 1e-3, no warm-up): 8 views 1.53% / 2.00%, VolSDF 5.85% (its mesh grows
+# below the snowman, which none of them sees); 3 views 3.2-3.8%, the underside too small.
+# One fit: about 35 minutes on one thread (CoCo-INR), 12-20 on two.
+SLOW_ITERATIONS, SLOW_EXTRA = 1500, ("train.warmup_iters=100",)
+SLOW_PSNR, SLOW_CHAMFER = {8: 21.0, 3: 17.0}, {8: 0.018, 3: 0.026}
+VOLSDF_PSNR_8, VOLSDF_CHAMFER_8 = 20.0, 0.03
+FAST_VIEWS = [0, 2, 4, 6, 8, 10, 12, 14]
+SLOW_VIEWS = {8: FAST_VIEWS, 3: [2, 8, 14]}
 
 
-@pytest.fixture(scope="module")
-def scene_root(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("cocoinr_learning")
+def scene_root(tmp_path_factory, cameras: str) -> Path:
+    root = tmp_path_factory.mktemp(f"cocoinr_learning_{cameras}")
     source = cached_scene(shape="snowman", views=16, layout="volsdf", image_size=(48, 48),
-                          volsdf_margin=1.6, camera_distance=1.4)  # fmt: skip
+                          volsdf_margin=1.6, camera_distance=1.4, cameras=cameras)  # fmt: skip
     (root / "snowman").symlink_to(source, target_is_directory=True)
     codebook = torch.randn(1024, 256, generator=torch.Generator().manual_seed(0))
     torch.save({"state_dict": {"quantize.embedding.weight": codebook}}, root / "codebook.ckpt")
     return root
+
+
+@pytest.fixture(scope="module")
+def hemisphere_root(tmp_path_factory) -> Path:
+    return scene_root(tmp_path_factory, "hemisphere")
+
+
+@pytest.fixture(scope="module")
+def sphere_root(tmp_path_factory) -> Path:
+    return scene_root(tmp_path_factory, "sphere")
 
 
 def bounding_radius(mesh_path: Path) -> float:
@@ -66,15 +74,15 @@ def bounding_radius(mesh_path: Path) -> float:
     return float(np.linalg.norm(vertices - centre, axis=1).max())
 
 
-def fit(root: Path, out: Path, views: int, attention: bool, iterations: int,
+def fit(root: Path, out: Path, views: list[int], attention: bool, iterations: int,
         pixels: int = 256, resolution: int = 128, extra: tuple[str, ...] = ()) -> dict:  # fmt: skip
     """Train, evaluate; returns held-out PSNR and Chamfer-L1 / bounding radius."""
     sets = [f"dataset.data_dir={root}", "dataset.img_res=[48,48]",
-            f"dataset.train_views={VIEWS[views]}".replace(" ", ""),
+            f"dataset.train_views={views}".replace(" ", ""),
             f"model.vq_cfg.ckpt_path={root / 'codebook.ckpt'}",
             f"model.use_attention={str(attention).lower()}", f"train.seed={learning_seed()}",
             f"train.num_pixels={pixels}", *extra]  # fmt: skip
-    flags = ["--conf", "small.conf", "--expname", f"{views}{attention}", "--exps_folder",
+    flags = ["--conf", "small.conf", "--expname", f"{len(views)}{attention}", "--exps_folder",
              str(out), "--scan_id", "snowman", "--gpu", "cpu"]  # fmt: skip
     for item in sets:
         flags += ["--set", item]
@@ -82,20 +90,20 @@ def fit(root: Path, out: Path, views: int, attention: bool, iterations: int,
     gt = root / "snowman" / "gt_mesh.ply"
     assert val_runner.main([*flags, "--lpips", "none", "--resolution", str(resolution),
                             "--gt_mesh", str(gt)]) == 0  # fmt: skip
-    (metrics_path,) = out.glob(f"small{views}{attention}_snowman/plots/*/metrics.json")
+    (metrics_path,) = out.glob(f"small{len(views)}{attention}_snowman/plots/*/metrics.json")
     metrics = json.loads(metrics_path.read_text())
     chamfer = metrics["mesh"]["geomkit_evaluate"]["chamfer_l1"]
     result = {"psnr": metrics["images"]["mean"]["psnr"], "chamfer": chamfer / bounding_radius(gt)}
-    print(f"{views} views, attention {attention}: {result}")
+    print(f"views {views}, attention {attention}: {result}")
     return result
 
 
-def test_a_short_fit_learns_the_scene(scene_root, tmp_path):
+def test_a_short_fit_learns_the_scene(hemisphere_root, tmp_path):
     """make test's learning check: 8 views, a short CoCo-INR fit. After 8 iterations: 10.8 dB
     and 0.197 radius (the initial sphere is that close already: the Chamfer bound checks that a
     surface survives the fit; the PSNR, that it learns)."""
-    trained = fit(scene_root, tmp_path / "trained", 8, True, FAST_ITERATIONS, resolution=48,
-                  extra=(f"train.learning_rate={FAST_LR}",))  # fmt: skip
+    trained = fit(hemisphere_root, tmp_path / "trained", FAST_VIEWS, True, FAST_ITERATIONS,
+                  resolution=48, extra=(f"train.learning_rate={FAST_LR}",))  # fmt: skip
     assert_margins("cocoinr.fast", {
         "held-out PSNR (dB)": (trained["psnr"], FAST_PSNR),
         "bound - Chamfer-L1 / radius": (FAST_CHAMFER - trained["chamfer"], 0.0),
@@ -104,10 +112,11 @@ def test_a_short_fit_learns_the_scene(scene_root, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("views", [8, 3])
-def test_coco_inr_and_volsdf_side_by_side(scene_root, tmp_path, views):
+def test_coco_inr_and_volsdf_side_by_side(sphere_root, tmp_path, views):
     """The acceptance run: CoCo-INR and plain VolSDF, same scene, views and budget."""
+    train = {"views": SLOW_VIEWS[views], "iterations": SLOW_ITERATIONS, "extra": SLOW_EXTRA}
     coco, volsdf = (
-        fit(scene_root, tmp_path / str(attention), views, attention, SLOW_ITERATIONS)
+        fit(sphere_root, tmp_path / str(attention), attention=attention, **train)
         for attention in (True, False)
     )
     bound = SLOW_CHAMFER[views]
@@ -116,10 +125,10 @@ def test_coco_inr_and_volsdf_side_by_side(scene_root, tmp_path, views):
         f"CoCo-INR {bound} - Chamfer-L1 / radius": (bound - coco["chamfer"], 0.0),
     }
     if views == 8:
-        checks["VolSDF held-out PSNR"] = (volsdf["psnr"], SLOW_PSNR[8])
+        checks["VolSDF held-out PSNR"] = (volsdf["psnr"], VOLSDF_PSNR_8)
         bound = VOLSDF_CHAMFER_8
         checks[f"VolSDF {bound} - Chamfer-L1 / radius"] = (bound - volsdf["chamfer"], 0.0)
     else:  # the codebook's prior: CoCo-INR keeps the geometry with few views
         gain = volsdf["chamfer"] - coco["chamfer"]
-        checks["VolSDF - CoCo-INR Chamfer-L1 / radius"] = (gain, 0.05)
+        checks["VolSDF - CoCo-INR Chamfer-L1 / radius"] = (gain, 0.1)
     assert_margins(f"cocoinr.slow.{views}", checks)
