@@ -31,10 +31,13 @@ pytestmark = pytest.mark.learning
 FAST_ITERATIONS, FAST_PSNR, FAST_CHAMFER, FAST_LR = 60, 16.5, 0.22, "5e-4"
 # 1500 iterations at lr 1e-3 after a 100-iteration warm-up, mesh at 128^3, one thread; held-out
 # PSNR / Chamfer-L1 as a share of the bounding radius:
-#   8 views: CoCo-INR 22.00 dB / 1.42%, 22.50 / 1.45% (seeds 0, 1); VolSDF 21.09 / 2.30% (seed 0);
+#   8 views: CoCo-INR 22.00 dB / 1.42%, 22.50 / 1.45% (seeds 0, 1); VolSDF 21.09 / 2.30%, 24.24 /
+#            3.88%;
 #   3 views (2, 8, 14: 54 and 11 degrees up, 11 down): CoCo-INR seeds 0-3 17.97 / 2.23%,
-#            19.90 / 1.92%, 17.57 / 4.77%, 17.19 / 3.06%; VolSDF 13.35 / 47.2% (seed 0): without
-#            the codebook's prior it loses the shape.
+#            19.90 / 1.92%, 17.57 / 4.77%, 17.19 / 3.06%; VolSDF 13.35 / 47.2% (without the
+#            codebook's prior it loses the shape), 22.25 / 4.54% (seeds 0, 1).
+# CoCo-INR's geometry is the better one in all four pairs (by 0.9, 2.4, 45 and 2.6 points), not
+# its held-out PSNR (VolSDF seed 1 is ahead at both view counts).
 # Issue #10's 2% holds at 8 views; at 3 views it does not: three views overfit (training PSNR
 # 30-36 dB), and 2500 iterations make it worse (seeds 0, 1: 3.16%, 2.02%). The 3-view bounds
 # below cover the seeds measured, not the issue's target.
@@ -46,7 +49,7 @@ FAST_ITERATIONS, FAST_PSNR, FAST_CHAMFER, FAST_LR = 60, 16.5, 0.22, "5e-4"
 # One fit: about 35 minutes on one thread (CoCo-INR), 12-20 on two.
 SLOW_ITERATIONS, SLOW_EXTRA = 1500, ("train.warmup_iters=100",)
 SLOW_PSNR, SLOW_CHAMFER = {8: 21.0, 3: 16.5}, {8: 0.018, 3: 0.055}
-VOLSDF_PSNR_8, VOLSDF_CHAMFER_8 = 20.0, 0.03
+VOLSDF_PSNR_8, COCO_CHAMFER_GAIN = 20.0, 0.005
 FAST_VIEWS = [0, 2, 4, 6, 8, 10, 12, 14]
 SLOW_VIEWS = {8: FAST_VIEWS, 3: [2, 8, 14]}
 
@@ -129,9 +132,6 @@ def test_coco_inr_and_volsdf_side_by_side(sphere_root, tmp_path, views):
     }
     if views == 8:
         checks["VolSDF held-out PSNR"] = (volsdf["psnr"], VOLSDF_PSNR_8)
-        bound = VOLSDF_CHAMFER_8
-        checks[f"VolSDF {bound} - Chamfer-L1 / radius"] = (bound - volsdf["chamfer"], 0.0)
-    else:  # the codebook's prior: CoCo-INR keeps the geometry with few views
-        gain = volsdf["chamfer"] - coco["chamfer"]
-        checks["VolSDF - CoCo-INR Chamfer-L1 / radius"] = (gain, 0.1)
+    gain = volsdf["chamfer"] - coco["chamfer"]
+    checks["VolSDF - CoCo-INR Chamfer-L1 / radius"] = (gain, COCO_CHAMFER_GAIN)
     assert_margins(f"cocoinr.slow.{views}", checks)
