@@ -31,15 +31,16 @@ pytestmark = pytest.mark.learning
 FAST_ITERATIONS, FAST_PSNR, FAST_CHAMFER, FAST_LR = 60, 16.5, 0.22, "5e-4"
 # 1500 iterations at lr 1e-3 after a 100-iteration warm-up, mesh at 128^3, one thread; held-out
 # PSNR / Chamfer-L1 as a share of the bounding radius:
-#   8 views: CoCo-INR 22.00 dB / 1.42%, 22.50 / 1.45% (seeds 0, 1); VolSDF 21.09 / 2.30%, 24.24 /
-#            3.88%;
+#   8 views, seeds 0-3: CoCo-INR 22.00 dB / 1.42%, 22.50 / 1.45%, 22.38 / 1.65%, 22.43 / 1.49%;
+#            VolSDF 21.09 / 2.30%, 24.24 / 3.88%, 23.13 / 1.48%, 22.83 / 1.91%;
 #   3 views (2, 8, 14: 54 and 11 degrees up, 11 down), seeds 0-3: CoCo-INR 17.97 / 2.23%,
 #            19.90 / 1.92%, 17.57 / 4.77%, 17.19 / 3.06%; VolSDF 13.35 / 47.2% (it loses the
 #            shape), 22.25 / 4.54%, 21.76 / 1.65%, 22.07 / 1.61%.
-# At 8 views CoCo-INR's geometry is the better one on both seeds (by 0.9 and 2.4 points), not its
-# PSNR (VolSDF seed 1 is ahead). At 3 views neither wins across seeds: CoCo-INR by 45 and 2.6
-# points on seeds 0, 1, VolSDF by 3.1 and 1.5 on seeds 2, 3; so the VolSDF comparison is made at
-# 8 views only.
+# Neither model's geometry wins on every seed, so the side-by-side checks each against its own
+# bounds and prints both. At 8 views CoCo-INR's Chamfer is the steadier (1.42-1.65% to VolSDF's
+# 1.48-3.88%), but VolSDF is ahead on seed 2 (by 0.17 points); at 3 views CoCo-INR is ahead on
+# seeds 0, 1 (by 45 and 2.6 points), VolSDF on seeds 2, 3 (by 3.1 and 1.5). VolSDF runs at 8
+# views only: at 3 it loses the shape on seed 0.
 # Issue #10's 2% holds at 8 views; at 3 views it does not. Tried on CoCo-INR, none under 2% on
 # every seed: 2500 iterations (seeds 0, 1: 3.16%, 2.02%; training PSNR 30-36 dB, it overfits);
 # the 1500-iteration runs' checkpoints at 600 and 900 iterations (3.19% / 5.75%, seeds 0, 1; at
@@ -54,7 +55,7 @@ FAST_ITERATIONS, FAST_PSNR, FAST_CHAMFER, FAST_LR = 60, 16.5, 0.22, "5e-4"
 # One fit: about 35 minutes on one thread (CoCo-INR), 12-20 on two.
 SLOW_ITERATIONS, SLOW_EXTRA = 1500, ("train.warmup_iters=100",)
 SLOW_PSNR, SLOW_CHAMFER = {8: 21.0, 3: 16.5}, {8: 0.018, 3: 0.055}
-VOLSDF_PSNR_8, COCO_CHAMFER_GAIN = 20.0, 0.005
+VOLSDF_PSNR_8, VOLSDF_CHAMFER_8 = 20.0, 0.05
 FAST_VIEWS = [0, 2, 4, 6, 8, 10, 12, 14]
 SLOW_VIEWS = {8: FAST_VIEWS, 3: [2, 8, 14]}
 
@@ -136,6 +137,6 @@ def test_acceptance_fits(sphere_root, tmp_path, views):
     if views == 8:
         volsdf = fit(sphere_root, tmp_path / "volsdf", attention=False, **train)
         checks["VolSDF held-out PSNR"] = (volsdf["psnr"], VOLSDF_PSNR_8)
-        gain = volsdf["chamfer"] - coco["chamfer"]
-        checks["VolSDF - CoCo-INR Chamfer-L1 / radius"] = (gain, COCO_CHAMFER_GAIN)
+        room = VOLSDF_CHAMFER_8 - volsdf["chamfer"]
+        checks[f"VolSDF {VOLSDF_CHAMFER_8} - Chamfer-L1 / radius"] = (room, 0.0)
     assert_margins(f"cocoinr.slow.{views}", checks)
