@@ -45,8 +45,10 @@ FAST_ITERATIONS, FAST_PSNR, FAST_CHAMFER, FAST_LR = 60, 16.5, 0.22, "5e-4"
 # every seed: 2500 iterations (seeds 0, 1: 3.16%, 2.02%; training PSNR 30-36 dB, it overfits);
 # the 1500-iteration runs' checkpoints at 600 and 900 iterations (3.19% / 5.75%, seeds 0, 1; at
 # 900, seeds 0-3: 2.72-4.58%); 96 px images (seeds 2, 3: 2.42%, 3.74%); views 7, 8, 9, on the
-# equator, which see 80% of the surface to 2, 8, 14's 67% (seeds 2, 3: 5.08%, 5.32%). The 3-view
-# bounds below cover the seeds measured, not the issue's target.
+# equator, which see 80% of the surface to 2, 8, 14's 67% (seeds 2, 3: 5.08%, 5.32%); a lower
+# positional encoding, model.implicit_network.multires 4 for 6 (seeds 2, 3: 2.48%, 2.41%,
+# the closest yet; at 2 they get worse, 3.69%, 8.37%). The 3-view bounds below cover the seeds
+# measured, not the issue's target.
 # The AVX2 setting gave seed 0's numbers to the last digit (a CPU without AVX-512).
 # Without the warm-up seed 1 loses its surface in the first epoch (beta stays at 0.09, 26%; seed
 # 0: 1.69%); at lr 5e-4 without it, 1500 iterations end unconverged (beta 0.02, 4.4% / 5.1%).
