@@ -164,6 +164,8 @@ def test_bad_inputs_are_one_line_and_exit_2(scene_root, tmp_path):
     expect_user_error(run_cli("cocoinr.exp_runner", flags(root, exps)), "codebook.ckpt")
     (root / "elsewhere.ckpt").rename(root / "codebook.ckpt")
     expect_user_error(run_cli("cocoinr.exp_runner", flags(root, exps, "train.typo=1")), "typo")
+    width = flags(root, exps, "model.rendering_network.d_in=6")
+    expect_user_error(run_cli("cocoinr.exp_runner", width), "d_in must be 9 in mode 'idr'")
 
     cameras = dict(np.load(root / "scene" / "cameras.npz"))
     del cameras["world_mat_7"]

@@ -3,7 +3,8 @@
 coordinate attention, then an MLP and a sigmoid give RGB.
 
 Mode ``idr`` (foreground): [xyz, encoded view direction, normal, SDF features]; mode ``nerf``
-(NeRF++ background): [encoded view direction, features]. Without a codebook
+(NeRF++ background): [encoded view direction, features]; mode ``no_view_dir`` (IDR's, d_in 6):
+[xyz, normal, features], a colour that cannot depend on the view. Without a codebook
 (``codebook_dim=None``) the input goes straight to the MLP (VolSDF's plain network).
 """
 
@@ -13,9 +14,11 @@ import torch
 from torch import nn
 
 from cocoinr.models.attention import CodebookAttention, CoordinateAttention
+from geomkit.errors import ConfigError
 from geomkit.sdf import embedding_width, nerf_embedding
 
-MODES = ("idr", "nerf")
+# each mode's raw input width: xyz, view direction, normal (3 each) as it reads them
+D_IN = {"idr": 9, "nerf": 3, "no_view_dir": 6}
 
 
 class RenderingAttentionNetwork(nn.Module):
@@ -29,11 +32,16 @@ class RenderingAttentionNetwork(nn.Module):
                  activation: str = "gelu", cross_heads: int = 1, cross_dim_head: int = 64,
                  decoder_ff: bool = True):  # fmt: skip
         super().__init__()
-        if mode not in MODES:
-            raise ValueError(f"rendering_network.mode must be one of {MODES}, got {mode!r}")
+        if mode not in D_IN:
+            raise ConfigError(f"rendering_network.mode must be one of {tuple(D_IN)}, got {mode!r}")
+        if d_in != D_IN[mode]:
+            raise ConfigError(f"rendering_network.d_in must be {D_IN[mode]} in mode {mode!r}, "
+                             f"got {d_in}")  # fmt: skip
         self.mode, self.multires_view = mode, multires_view
         self.attention = codebook_dim is not None
-        width = d_in + feature_vector_size + embedding_width(3, multires_view) - 3
+        width = d_in + feature_vector_size
+        if mode != "no_view_dir":
+            width += embedding_width(3, multires_view) - 3
         if self.attention:
             self.codebook_attn = CodebookAttention(codebook_dim, depth, num_latents, latent_dim,
                                                    latent_heads, latent_dim_head, cross_heads,
@@ -54,9 +62,12 @@ class RenderingAttentionNetwork(nn.Module):
     def forward(self, points, normals, view_dirs, feature_vectors,
                 latents: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
         """(..., 3) points, normals and view directions, (..., F) features -> (..., 3) RGB in
-        [0, 1] (points and normals are unused in ``nerf`` mode)."""
-        views = nerf_embedding(view_dirs, self.multires_view)
-        parts = [points, views, normals] if self.mode == "idr" else [views]
+        [0, 1] (``nerf`` mode reads no points or normals, ``no_view_dir`` no view directions)."""
+        if self.mode == "no_view_dir":
+            parts = [points, normals]
+        else:
+            views = nerf_embedding(view_dirs, self.multires_view)
+            parts = [points, views, normals] if self.mode == "idr" else [views]
         x = torch.cat([*parts, feature_vectors], dim=-1)
         if self.attention:
             x = self.coordinate_attn(x.reshape(1, -1, x.shape[-1]), latents).reshape(x.shape)
