@@ -33,7 +33,7 @@ FAST_ITERATIONS, FAST_PSNR, FAST_CHAMFER, FAST_LR = 60, 16.5, 0.22, "5e-4"
 # PSNR / Chamfer-L1 as a share of the bounding radius:
 #   8 views, seeds 0-3: CoCo-INR 22.00 dB / 1.42%, 22.50 / 1.45%, 22.38 / 1.65%, 22.43 / 1.49%;
 #            VolSDF 21.09 / 2.30%, 24.24 / 3.88%, 23.13 / 1.48%, 22.83 / 1.91%;
-#   3 views (2, 8, 14: 54 and 11 degrees up, 11 down), the conf's colour network (view
+#   3 views (2, 8, 14: 43 degrees up, 4 and 54 down), the conf's colour network (view
 #            direction encoded, multires_view 4), seeds 0-3: CoCo-INR 17.97 / 2.23%, 19.90 /
 #            1.92%, 17.57 / 4.77%, 17.19 / 3.06%; VolSDF 13.35 / 47.2% (it loses the shape),
 #            22.25 / 4.54%, 21.76 / 1.65%, 22.07 / 1.61%.
@@ -45,7 +45,7 @@ FAST_ITERATIONS, FAST_PSNR, FAST_CHAMFER, FAST_LR = 60, 16.5, 0.22, "5e-4"
 # Issue #10's 2% holds at 8 views; at 3 views it does not. Tried on CoCo-INR, none under 2% on
 # every seed: 2500 iterations (seeds 0, 1: 3.16%, 2.02%; training PSNR 30-36 dB, it overfits);
 # the 1500-iteration runs' checkpoints at 600 and 900 iterations (3.19% / 5.75%, seeds 0, 1; at
-# 900, seeds 0-3: 2.72-4.58%); 96 px images (seeds 2, 3: 2.42%, 3.74%); views 7, 8, 9, on the
+# 900, seeds 0-3: 2.72-4.58%); 96 px images (seeds 2, 3: 2.42%, 3.74%); views 7, 8, 9, near the
 # equator, which see 80% of the surface to 2, 8, 14's 67% (seeds 2, 3: 5.08%, 5.32%); a lower
 # positional encoding, model.implicit_network.multires 4 for 6 (seeds 0-3: 2.34%, 3.29%, 2.48%,
 # 2.41%: steadier, yet seed 1 loses 1.4 points; at 2, seeds 2, 3 get worse, 3.69%, 8.37%), and
