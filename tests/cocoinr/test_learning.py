@@ -60,8 +60,11 @@ FAST_ITERATIONS, FAST_PSNR, FAST_CHAMFER, FAST_LR = 60, 16.5, 0.22, "5e-4"
 # 4.4 dB), still not under 2% on all. With it: multires 4 (seed 2: 2.14%); IDR's no_view_dir mode,
 # no view direction at all (seeds 2, 3: 2.91%, 2.35%, worse); 96 px (seed 2: 1.72% / 21.69 dB,
 # but seed 3 loses its surface at iterations 200-300, an empty mesh); 96 px after a 300-iteration
-# warm-up (seeds 0, 1, 3: 1.72% / 20.96 dB, 2.59% / 20.92, 1.73% / 21.49; seed 2 not measured;
-# a fit takes 25-37 minutes on one thread).
+# warm-up (seeds 0-3: 1.72% / 20.96 dB, 2.59% / 20.92, 2.37% / 21.00, 1.73% / 21.49); the
+# 300-iteration warm-up at 48 px (seeds 1-3: 2.26% / 20.35, 1.87% / 21.42, 2.35% / 20.46: it
+# moves which seeds fail). A fit takes 22-37 minutes on one thread. The failing seeds fail in
+# different places: the underside sinks in (the lowest eighth of the height, 2-4% of the radius
+# inside the true surface), or the upper half swells or shrinks by about 2%.
 # The AVX2 setting gave seed 0's numbers to the last digit (a CPU without AVX-512).
 # Without the warm-up seed 1 loses its surface in the first epoch (beta stays at 0.09, 26%; seed
 # 0: 1.69%); at lr 5e-4 without it, 1500 iterations end unconverged (beta 0.02, 4.4% / 5.1%).
