@@ -62,7 +62,8 @@ FAST_ITERATIONS, FAST_PSNR, FAST_CHAMFER, FAST_LR = 60, 16.5, 0.22, "5e-4"
 # but seed 3 loses its surface at iterations 200-300, an empty mesh); 96 px after a 300-iteration
 # warm-up (seeds 0-3: 1.72% / 20.96 dB, 2.59% / 20.92, 2.37% / 21.00, 1.73% / 21.49); the
 # 300-iteration warm-up at 48 px (seeds 1-3: 2.26% / 20.35, 1.87% / 21.42, 2.35% / 20.46: it
-# moves which seeds fail). A fit takes 22-37 minutes on one thread. The failing seeds fail in
+# moves which seeds fail); 512 rays a step for 256 (seeds 2, 3: 1.78% / 21.39, 2.33% / 20.99,
+# 44-56 minutes on one thread). A 256-ray fit takes 22-37 minutes. The failing seeds fail in
 # different places: the underside sinks in (the lowest eighth of the height, 2-4% of the radius
 # inside the true surface), or the upper half swells or shrinks by about 2%.
 # The AVX2 setting gave seed 0's numbers to the last digit (a CPU without AVX-512).
