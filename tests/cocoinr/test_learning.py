@@ -65,7 +65,8 @@ FAST_ITERATIONS, FAST_PSNR, FAST_CHAMFER, FAST_LR = 60, 16.5, 0.22, "5e-4"
 # moves which seeds fail); 512 rays a step for 256 (seeds 2, 3: 1.78% / 21.39, 2.33% / 20.99,
 # 44-56 minutes on one thread). A 256-ray fit takes 22-37 minutes. The failing seeds fail in
 # different places: the underside sinks in (the lowest eighth of the height, 2-4% of the radius
-# inside the true surface), or the upper half swells or shrinks by about 2%.
+# inside the true surface), the upper half swells or shrinks by about 2%, or the middle, where
+# the spheres join, misses by 3.7% (512 rays, seed 3).
 # The AVX2 setting gave seed 0's numbers to the last digit (a CPU without AVX-512).
 # Without the warm-up seed 1 loses its surface in the first epoch (beta stays at 0.09, 26%; seed
 # 0: 1.69%); at lr 5e-4 without it, 1500 iterations end unconverged (beta 0.02, 4.4% / 5.1%).
